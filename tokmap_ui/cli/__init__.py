@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except TokmapError as err:
         print(f"tokmap {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `tokmap ... | head` closed the pipe: not an error. Point stdout at devnull so the
+        # interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"tokmap {args.command}: interrupted", file=sys.stderr)
         return 130
