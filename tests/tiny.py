@@ -25,12 +25,16 @@ Families and formats:
 ``make_sentencepiece_model``   a real SentencePiece ``.model`` (unigram or bpe) trained with
                                the ``sentencepiece`` library
 =============================  ==========================================================
+
+:func:`from_tokens` builds a tokenizer of a given family from an explicit token list
+(ids in list order), for tests that need to know exactly which tokens exist.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -63,6 +67,56 @@ def corpus_lines(n: int = 300, seed: int = 0) -> list[str]:
 def fast(tokenizer: Tokenizer, **special_tokens: str) -> PreTrainedTokenizerFast:
     """Wrap a ``tokenizers.Tokenizer`` as a transformers fast tokenizer, e.g. ``fast(t, eos_token="</s>")``."""
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special_tokens)
+
+
+def from_tokens(tokens: list[str], family: str = "bytelevel",
+                specials: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A fast tokenizer whose vocabulary is exactly ``tokens`` (id = position), raw spellings.
+
+    Args:
+        tokens: raw token strings: ``"Ġkat"`` for ``family="bytelevel"``, ``"▁kat"`` and
+            ``"<0x41>"`` for ``"metaspace"`` (byte fallback on when ``<0xNN>`` tokens exist),
+            ``"##en"`` for ``"wordpiece"``, whole words for ``"wordlevel"``.
+        specials: tokens (already in ``tokens``) to mark special; roles follow their spelling.
+
+    Example:
+        >>> tok = from_tokens(["<unk>", "▁", "k", "a", "t", "d", "e", "▁k", "at", "▁kat", "▁d", "▁de"],
+        ...                   "metaspace", specials=("<unk>",))
+        >>> tok.convert_ids_to_tokens(tok.encode("de kat"))
+        ['▁de', '▁kat']
+
+    BPE merges are every split of a token into two tokens of the list, so include the
+    pieces (single characters, ``"▁"``) if you want ``encode`` to reach longer tokens.
+    """
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    vocab = {token: i for i, token in enumerate(tokens)}
+    unk = next((t for t in specials if t in ("<unk>", "[UNK]", "<|endoftext|>")), None)
+    if family == "bytelevel":
+        tokenizer = Tokenizer(models.BPE(vocab, generate_merges(vocab, None, skip_tokens=specials)))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+    elif family == "metaspace":
+        byte_fallback = any(t.startswith("<0x") for t in tokens)
+        tokenizer = Tokenizer(models.BPE(vocab, generate_merges(vocab, None, skip_tokens=specials), unk_token=unk,
+                                         byte_fallback=byte_fallback))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                               decoders.Strip(" ", 1, 0)])
+    elif family == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=unk or "[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+    elif family == "wordlevel":
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=unk or "[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    tokenizer.add_special_tokens(list(specials))
+    from tokmap_ui.vocab import guess_special_roles
+
+    roles = guess_special_roles({t: vocab[t] for t in specials})
+    return fast(tokenizer, **{f"{role}_token": tokens[i] for role, i in roles.items()})
 
 
 def _save(tokenizer: Tokenizer, dest: Path, **special_tokens: str) -> Path:
@@ -102,14 +156,21 @@ def make_gpt2_files(dest: Path, vocab_size: int = 400) -> Path:
 # ---------------------------------------------------------------- SentencePiece-style (▁ marker)
 
 def build_metaspace_unigram(vocab_size: int = 300) -> Tokenizer:
-    """A Unigram model with a Metaspace pre-tokenizer, specials ``<unk> <s> </s> <pad>`` at ids 0-3."""
-    tokenizer = Tokenizer(models.Unigram())
+    """A Unigram model with a Metaspace pre-tokenizer, specials ``<unk> <s> </s> <pad>`` at ids 0-3.
+
+    The pieces and scores come from a SentencePiece training run, which (unlike the
+    tokenizers library's UnigramTrainer) gives the same vocabulary every time.
+    """
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_proto=train_sentencepiece("unigram", vocab_size,
+                                                                           user_symbols=()))
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=0, byte_fallback=False))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                      unk_token="<unk>", show_progress=False)
-    tokenizer.train_from_iterator(corpus_lines(), trainer)
+    tokenizer.add_special_tokens(["<unk>", "<s>", "</s>", "<pad>"])
     return tokenizer
 
 
@@ -155,14 +216,37 @@ def make_llama_bpe(dest: Path, vocab_size: int = 500) -> Path:
 # ---------------------------------------------------------------- WordPiece, WordLevel
 
 def build_wordpiece(vocab_size: int = 400, lowercase: bool = True) -> Tokenizer:
-    """A BERT WordPiece tokenizer with ``[PAD] [UNK] [CLS] [SEP] [MASK]`` at ids 0-4."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    """A BERT WordPiece tokenizer with ``[PAD] [UNK] [CLS] [SEP] [MASK]`` at ids 0-4.
+
+    The vocabulary is chosen by counting (the tokenizers WordPieceTrainer is not
+    deterministic): specials, every character with and without ``##``, then the most
+    frequent whole words, prefixes and ``##`` suffixes of the corpus, ties alphabetical.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for line in corpus_lines():
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)))
+    chars = sorted({char for word in words for char in word})
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + char for char in chars]
+    pieces: Counter[str] = Counter()
+    for word, count in words.items():
+        pieces[word] += count
+        for k in range(2, min(len(word), 6)):
+            pieces[word[:k]] += count
+            pieces["##" + word[-k:]] += count
+    known = set(tokens)
+    for piece, _ in sorted(pieces.items(), key=lambda item: (-item[1], item[0])):
+        if len(tokens) >= vocab_size:
+            break
+        if piece not in known:
+            tokens.append(piece)
+            known.add(piece)
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False,
-                                        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tokenizer.train_from_iterator(corpus_lines(), trainer)
+    tokenizer.add_special_tokens(tokens[:5])
     tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     return tokenizer
 
@@ -193,26 +277,32 @@ def make_wordlevel(dest: Path) -> Path:
 
 # ---------------------------------------------------------------- a real SentencePiece model
 
-def make_sentencepiece_model(dest: Path, model_type: str = "unigram", vocab_size: int | None = None,
-                             byte_fallback: bool = False, name: str = "spm.model") -> Path:
-    """Train a real SentencePiece model with the ``sentencepiece`` library; return the ``.model`` path.
+def train_sentencepiece(model_type: str = "unigram", vocab_size: int | None = None, byte_fallback: bool = False,
+                        user_symbols: tuple[str, ...] = ("<mask>",)) -> bytes:
+    """Train a SentencePiece model on :func:`corpus_lines` (deterministic); return the ``.model`` bytes.
 
-    Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2, ``<pad>`` 3, the user symbol ``<mask>`` 4, then (with
-    ``byte_fallback``) ``<0x00>``..``<0xFF>``. The default size is 300 (556 with byte fallback).
+    Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2, ``<pad>`` 3, then ``user_symbols`` (``<mask>`` 4), then
+    (with ``byte_fallback``) ``<0x00>``..``<0xFF>``. The default size is 300 (556 with byte fallback).
     """
     import io
 
     import sentencepiece as spm
 
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     if vocab_size is None:
         vocab_size = 556 if byte_fallback else 300
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus_lines()), model_writer=proto, model_type=model_type,
         vocab_size=vocab_size, byte_fallback=byte_fallback, character_coverage=0.9995 if byte_fallback else 1.0,
-        pad_id=3, num_threads=1, minloglevel=2, hard_vocab_limit=False, user_defined_symbols=["<mask>"])
+        pad_id=3, num_threads=1, minloglevel=2, hard_vocab_limit=False, user_defined_symbols=list(user_symbols))
+    return proto.getvalue()
+
+
+def make_sentencepiece_model(dest: Path, model_type: str = "unigram", vocab_size: int | None = None,
+                             byte_fallback: bool = False, name: str = "spm.model") -> Path:
+    """Save a real SentencePiece model (see :func:`train_sentencepiece`); return the ``.model`` path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     path = dest / name
-    path.write_bytes(proto.getvalue())
+    path.write_bytes(train_sentencepiece(model_type, vocab_size, byte_fallback))
     return path
