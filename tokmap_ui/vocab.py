@@ -187,6 +187,8 @@ def _canonical(raw: str, marker: WordMarker) -> tuple[str, bool, int]:
 
 def _bytelevel_canonical(data: bytes) -> tuple[str, bool, int]:
     """Canonical row of a byte-level token given its bytes (``b" kat"`` -> ``("kat", True, -1)``)."""
+    if not data:
+        return "", False, -1
     if len(data) == 1:
         byte = data[0]
         return ("", True, byte) if byte == 0x20 else (_byte_text(byte), False, byte)
@@ -215,7 +217,7 @@ def _canonical_all(tokens: list[str], marker: WordMarker) -> list[tuple[str, boo
                 else:
                     result.append((decode(data[pos:end], "utf-8", "tokmap-hexbyte"), False, -1))
             else:
-                result.append(_bytelevel_canonical(data[pos:end]) if end > pos else ("", False, -1))
+                result.append(_bytelevel_canonical(data[pos:end]))
             pos = end
         return result
     return [_canonical(raw, marker) for raw in tokens]
