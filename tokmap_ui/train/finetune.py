@@ -109,7 +109,8 @@ class FinetuneConfig:
         Objective.parse(self.objective)
         Phase.parse(self.phase)
         checks = [("steps", self.steps >= 1, "at least 1"), ("lr", self.lr > 0, "above 0"),
-                  ("batch_size", self.batch_size >= 1, "at least 1"), ("grad_accum", self.grad_accum >= 1, "at least 1"),
+                  ("batch_size", self.batch_size >= 1, "at least 1"),
+                  ("grad_accum", self.grad_accum >= 1, "at least 1"),
                   ("block_size", self.block_size >= 8, "at least 8"),
                   ("eval_every", self.eval_every >= 0, "0 or more"),
                   ("checkpoint_every", self.checkpoint_every >= 0, "0 or more"),
@@ -207,7 +208,6 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
     config.validate()
     objective, phase = Objective.parse(config.objective), Phase.parse(config.phase)
     out = Path(config.out)
-    emit = (lambda event, **fields: on_event({"event": event, **fields})) if on_event else (lambda *a, **k: None)
     train_texts = read_texts(config.train_files, "training file")
     valid_texts = read_texts([config.valid_file], "validation file")[: config.max_eval_texts]
     checkpoint = check_resume_config(out, config)
@@ -226,6 +226,11 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum,
                               cpu=not use_gpu)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+
+    def emit(event: str, **fields: Any) -> None:
+        if on_event is not None and main:  # one process speaks for a multi-GPU run
+            on_event({"event": event, **fields})
+
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -255,8 +260,7 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
         if metrics is not None:
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
-        if main:
-            emit(kind, step=step, **fields)
+        emit(kind, step=step, **fields)
         return row
 
     def evaluate(step: int) -> EvalResult:
@@ -327,8 +331,7 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
             accelerator.wait_for_everyone()
             if not main:
                 save_checkpoint(out, step, bare, optimizer, scheduler, rank=rank, is_main=False)
-            if main:
-                emit("checkpoint", step=step, path=str(path))
+            emit("checkpoint", step=step, path=str(path))
         if main and (at_checkpoint or (config.eval_every and step % config.eval_every == 0)):
             final_eval = evaluate(step)
         if out_of_time:
@@ -347,7 +350,6 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
     result = FinetuneResult(out=out, model_dir=model_dir, steps_done=step, start_step=start_step,
                             initial_eval=initial, final_eval=final_eval, train_tokens_per_s=rate,
                             elapsed_s=time.monotonic() - began, stopped_early=stopped_early, history=history)
-    if main:
-        emit("done", step=step, out=str(out), model=str(model_dir), stopped_early=stopped_early,
-             loss_per_byte=final_eval.loss_per_byte if final_eval else None, tokens_per_s=rate)
+    emit("done", step=step, out=str(out), model=str(model_dir), stopped_early=stopped_early,
+         loss_per_byte=final_eval.loss_per_byte if final_eval else None, tokens_per_s=rate)
     return result

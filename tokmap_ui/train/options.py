@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
-
-import torch
+from typing import TYPE_CHECKING
 
 from tokmap_ui.errors import ConfigError
+
+if TYPE_CHECKING:  # the CLI imports this module for its choices; torch loads only when training
+    import torch
 
 
 class _Choice(str, enum.Enum):
@@ -48,13 +50,15 @@ class Phase(_Choice):
     EMBEDDINGS_THEN_FULL = "embeddings-then-full"
 
 
-def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+def trainable_parameters(model: "torch.nn.Module") -> "list[torch.nn.Parameter]":
     """The parameters of the embeddings phase: input embeddings, an untied output head, an MLM output bias.
 
     A tied head is the input table itself, so it is listed once. MLM output biases are
     ``cls.predictions.bias`` (BERT) and ``lm_head.bias`` (RoBERTa), also reachable as the
     head's ``decoder.bias``.
     """
+    import torch
+
     chosen: dict[int, torch.nn.Parameter] = {}
     inputs = model.get_input_embeddings()
     chosen[id(inputs.weight)] = inputs.weight
