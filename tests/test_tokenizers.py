@@ -70,12 +70,21 @@ def test_sentencepiece_model_matches_sentencepiece(tmp_path, model_type, byte_fa
 
 
 def test_sentencepiece_folder_with_config(tmp_path):
+    """A slow-only folder (T5 style): roles and extra tokens come from tokenizer_config.json."""
     folder = tmp_path / "t5ish"
     make_sentencepiece_model(folder, name="spiece.model")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"mask_token": {"content": "<mask>"},
-                                                              "tokenizer_class": "T5Tokenizer"}))
+    size = len(load_tokenizer(folder / "spiece.model"))
+    config = {"mask_token": {"content": "<mask>"}, "tokenizer_class": "T5Tokenizer",
+              "added_tokens_decoder": {str(size): {"content": "<extra_id_0>", "special": True}},
+              "additional_special_tokens": ["<extra_id_0>", "<extra_id_1>"]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
     tok = load_tokenizer(folder)
     assert tok.mask_token == "<mask>" and tok.mask_token_id == 4 and tok.eos_token == "</s>"
+    assert len(tok) == size + 2 and tok.convert_tokens_to_ids("<extra_id_1>") == size + 1
+    config["added_tokens_decoder"] = {str(size + 5): {"content": "<extra_id_0>", "special": True}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(TokenizerError, match=f"declares '<extra_id_0>' at id {size + 5}"):
+        load_tokenizer(folder)
 
 
 @pytest.mark.parametrize("lowercase", [True, False])

@@ -214,3 +214,9 @@ def test_byte_helpers():
     assert bytelevel_to_bytes("a b") is None and bytelevel_to_bytes("▁kat") is None
     assert bytes_to_text("é🙂".encode()) == "é🙂"
     assert bytes_to_text(b"\xf0\x9f\x99") == "<0xF0><0x9F><0x99>"
+
+
+@pytest.mark.parametrize("builder", [build_bytelevel_bpe, build_metaspace_unigram, build_llama_bpe, build_wordpiece])
+def test_tiny_builders_are_deterministic(builder):
+    """Other tests rely on tests/tiny.py giving the same ids every run."""
+    assert builder().to_str() == builder().to_str()

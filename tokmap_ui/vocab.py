@@ -28,6 +28,8 @@ Conventions (decided here, relied on by mapping/ and cmc/):
 * Non-special added tokens are plain text (the tokenizers library stores them
   undecoded); a leading space or marker makes them start a word.
 * With no marker convention (``WordMarker.NONE``, e.g. WordLevel) no token starts a word.
+* ``sha256`` (:func:`vocabulary_sha256`) hashes the marker and the raw tokens in id order;
+  token-map files record it to check they are applied to the vocabulary they were made for.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def _canonical(raw: str, marker: WordMarker) -> tuple[str, bool, int]:
         if data is None:  # not byte-level text (an odd model token): read it literally
             return raw, False, -1
         return _bytelevel_canonical(data)
-    match = _BYTE_TOKEN.fullmatch(raw)
+    match = _BYTE_TOKEN.fullmatch(raw) if raw.startswith("<0x") else None
     if match:
         byte = int(match.group(1), 16)
         return _byte_text(byte), False, byte
@@ -220,6 +222,15 @@ def _canonical_all(tokens: list[str], marker: WordMarker) -> list[tuple[str, boo
                 result.append(_bytelevel_canonical(data[pos:end]))
             pos = end
         return result
+    if marker is WordMarker.METASPACE:  # inlined _canonical, the other hot loop
+        rows = []
+        for raw in tokens:
+            if raw.startswith("<0x"):
+                rows.append(_canonical(raw, marker))
+                continue
+            text = raw.replace("\u2581", " ")
+            rows.append((text[1:], True, -1) if text[:1] == " " else (text, False, -1))
+        return rows
     return [_canonical(raw, marker) for raw in tokens]
 
 

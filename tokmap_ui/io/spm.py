@@ -29,7 +29,12 @@ _FIX = "give the original, complete tokenizer.model / spiece.model file (re-down
 
 def _load_proto(path: Path, data: bytes):
     import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2
+
+    try:
+        from sentencepiece import sentencepiece_model_pb2
+    except ImportError:  # protobuf missing or too old for sentencepiece's generated code
+        raise TokenizerError(path, "cannot be read: SentencePiece models need the protobuf package",
+                             fix="install the pinned requirements (`pip install -r requirements.txt`)") from None
 
     processor = spm.SentencePieceProcessor()
     try:

@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
-from tokmap_ui.errors import HubError, InputFileError, TokenizerError
+from tokmap_ui.errors import InputFileError, TokenizerError
 from tokmap_ui.io.archives import content_folder, safe_extract_zip
 from tokmap_ui.io.files import PICKLE_SUFFIXES, read_text, read_text_lines, refuse_pickle, require_file, sha256_file
+from tokmap_ui.io.hub import hub_snapshot
 from tokmap_ui.tokenizer_report import TokenizerReport, inspect_tokenizer
 from tokmap_ui.vocab import ROLES, bytelevel_to_bytes, guess_special_roles
 
@@ -69,7 +67,7 @@ def load_tokenizer(spec: str | Path, *, cache_dir: str | Path | None = None,
     elif _looks_like_path(text) or not _HUB_ID.match(text):
         raise InputFileError(path, "not found", fix=f"check the path; give {FORMATS}")
     else:
-        tokenizer = _load_folder(_hub_folder(text, hub_timeout))
+        tokenizer = _load_folder(hub_snapshot(text, _HUB_FILES, hub_timeout))
     if not isinstance(tokenizer, _fast_class()):
         raise TokenizerError(text, f"loaded as a slow {type(tokenizer).__name__}, tokmap needs a fast tokenizer",
                              fix="save it with a tokenizer.json (`save_pretrained(dir)` of a fast tokenizer)")
@@ -136,12 +134,15 @@ def _load_folder(folder: Path) -> PreTrainedTokenizerFast:
     declared = _declared_specials(folder, files)
     spm = [n for n in _SPM_NAMES if n in files] or sorted(n for n in files if n.endswith(".model"))
     if spm:
-        return _sentencepiece(folder / spm[0], declared)
-    if "vocab.json" in files and "merges.txt" in files:
-        return _gpt2_files(folder / "vocab.json", folder / "merges.txt", declared)
-    if "vocab.txt" in files:
-        return _wordpiece(folder / "vocab.txt", declared)
-    raise TokenizerError(folder, "has no tokenizer files", fix=f"give {FORMATS}")
+        tokenizer = _sentencepiece(folder / spm[0], declared)
+    elif "vocab.json" in files and "merges.txt" in files:
+        tokenizer = _gpt2_files(folder / "vocab.json", folder / "merges.txt", declared)
+    elif "vocab.txt" in files:
+        tokenizer = _wordpiece(folder / "vocab.txt", declared)
+    else:
+        raise TokenizerError(folder, "has no tokenizer files", fix=f"give {FORMATS}")
+    _add_declared_tokens(tokenizer, folder)
+    return tokenizer
 
 
 def _extract(zip_path: Path, cache_dir: str | Path | None) -> Path:
@@ -314,6 +315,34 @@ def _declared_specials(folder: Path, files: set[str]) -> dict[str, str]:
     return declared
 
 
+def _add_declared_tokens(tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
+    """Add the tokens tokenizer_config.json declares beyond the vocabulary file (T5's ``<extra_id_N>``).
+
+    Only for folders without tokenizer.json; each must land on the id the config gives it.
+    """
+    from tokenizers import AddedToken
+
+    config = _read_config(folder)
+    if not isinstance(config, dict):
+        return
+    declared = config.get("added_tokens_decoder") or {}
+    entries = sorted((int(i), spec) for i, spec in declared.items() if isinstance(spec, dict) and "content" in spec)
+    extra = [t for t in config.get("additional_special_tokens") or [] if isinstance(t, str)]
+    entries += [(None, {"content": t, "special": True}) for t in extra]
+    vocab = tokenizer.get_vocab()
+    for token_id, spec in entries:
+        content = spec["content"]
+        if content not in vocab:
+            tokenizer.add_tokens([AddedToken(content, special=bool(spec.get("special")), normalized=False)],
+                                 special_tokens=bool(spec.get("special")))
+            vocab[content] = tokenizer.convert_tokens_to_ids(content)
+        actual = vocab[content]
+        if token_id is not None and actual != token_id:
+            raise TokenizerError(folder / "tokenizer_config.json", f"declares '{content}' at id {token_id}, "
+                                 f"but the vocabulary puts it at id {actual}", field="added_tokens_decoder",
+                                 fix="make the ids in added_tokens_decoder follow the vocabulary file")
+
+
 def _fill_roles(tokenizer: PreTrainedTokenizerFast) -> None:
     """Declare conventionally spelled special tokens (``</s>`` -> eos) for roles left empty.
 
@@ -325,57 +354,3 @@ def _fill_roles(tokenizer: PreTrainedTokenizerFast) -> None:
         current = getattr(tokenizer, f"{role}_token", None)
         if current is None or str(current) not in vocab:
             setattr(tokenizer, f"{role}_token", next(t for t, i in specials.items() if i == token_id))
-
-
-# ---------------------------------------------------------------- the hub
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _reachable(endpoint: str, timeout: float) -> bool:
-    """Can we open a TCP connection to the hub within ``timeout`` seconds (DNS included)?"""
-    url = urlparse(endpoint)
-    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    # A thread bounds DNS resolution too, which ignores socket timeouts.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def _hub_folder(repo_id: str, timeout: float) -> Path:
-    """Download (or, offline, find in the cache) the tokenizer files of a hub repo."""
-    from huggingface_hub import snapshot_download
-
-    cache = os.environ.get("HF_HUB_CACHE") or None
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    if _offline():
-        try:
-            return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True,
-                                          cache_dir=cache))
-        except Exception:
-            raise HubError(f"'{repo_id}' is not a local path, and as a hub id it is not in the local hub cache "
-                           "while offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE). Fix: give a local "
-                           "tokenizer folder or file, or unset offline mode to download it") from None
-    if not _reachable(endpoint, timeout):
-        raise HubError(f"'{repo_id}' is not a local path, and the hub ({endpoint}) cannot be reached within "
-                       f"{timeout:g} s. Fix: give a local tokenizer folder or file, or check the network")
-    try:
-        folder = snapshot_download(repo_id, allow_patterns=_HUB_FILES, cache_dir=cache, endpoint=endpoint,
-                                   etag_timeout=timeout)
-    except Exception as err:  # not found, gated, HTTP errors: all mean "cannot use this id"
-        raise HubError(f"cannot download the tokenizer '{repo_id}' from {endpoint} ({_first_line(err)}). "
-                       "Fix: check the id and your access rights, or give a local folder") from None
-    return Path(folder)
-
