@@ -110,6 +110,14 @@ def test_resume_continues_exactly(kit, tmp_path):
     assert losses(straight.out) == pytest.approx(losses(resumed.out), abs=1e-6)
 
 
+def test_time_budget_stops_with_checkpoint_and_resume_finishes(kit, tmp_path):
+    first = finetune(_config(kit, tmp_path / "t", steps=5, max_minutes=1e-6))
+    assert first.stopped_early and first.steps_done == 1
+    assert (first.out / "checkpoints" / "step-000001" / "state.json").is_file() and first.model_dir.is_dir()
+    second = finetune(_config(kit, tmp_path / "t", steps=5, resume=True))
+    assert second.start_step == 1 and second.steps_done == 5 and not second.stopped_early
+
+
 def test_embeddings_phase_trains_only_embeddings(kit, tmp_path):
     from transformers import GPT2LMHeadModel
 

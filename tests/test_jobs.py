@@ -143,6 +143,7 @@ def test_cli_jobs_list_show_tail_and_errors(store, tmp_path, capsys, monkeypatch
     assert "no job with id 999" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts a real Python with torch + transformers (~5 s of CPU)
 def test_real_finetune_job(store, tmp_path, monkeypatch):
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel

@@ -189,6 +189,7 @@ def cancel(store: Store, job_id: int, grace_s: float = CANCEL_GRACE_S) -> Job:
     Raises:
         ConfigError: the job has already finished.
     """
+    recover_interrupted(store)  # a stale "running" record (pid gone or reused) must not be signalled
     job = store.get_job(job_id)
     if job.status is JobStatus.QUEUED:
         return store.update_job(job_id, status=JobStatus.CANCELLED)
