@@ -252,14 +252,13 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, config)
         rewind_metrics(out, start_step)
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
     history: list[dict[str, Any]] = []
 
     def record(kind: str, step: int, **fields: Any) -> dict[str, Any]:
         row = {"event": kind, "step": step, **fields}
-        if metrics is not None:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+        if main:  # opened per record: a killed run leaves every line it reported, and no open handle
+            with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+                metrics.write(json.dumps(row) + "\n")
         emit(kind, step=step, **fields)
         return row
 
@@ -338,8 +337,6 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
             stopped_early = True
             break
     accelerator.wait_for_everyone()
-    if metrics is not None:
-        metrics.close()
     model_dir = out / "model"
     if main:
         if final_eval is None:  # resumed a run that had already finished all its steps
