@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from tokmap_ui.io.tokenmaps import load_token_map, save_token_map  # noqa: E402
-from tokmap_ui.mapping import MapEntry, TokenMap, VocabRef  # noqa: E402
+from tokmap_ui.mapping import MapEntry, TokenMap, VocabRef, paused_gc  # noqa: E402
 
 
 def random_map(n_target: int, n_source: int, per_row: int, seed: int = 0) -> TokenMap:
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = torch.randn(50_000, args.dim)
     timed(f"apply_to_rows 50k x 50k, 3 sources, D={args.dim} (cold)", lambda: small.apply_to_rows(rows))
     timed(f"apply_to_rows again (weights cached)", lambda: small.apply_to_rows(rows))
-    big = timed("build a 150k-entry map in memory", lambda: random_map(150_000, 32_000, 3))
+    with paused_gc():
+        big = timed("build a 150k-entry map in memory", lambda: random_map(150_000, 32_000, 3))
     with tempfile.TemporaryDirectory() as folder:
         for name in ("map.json", "map.json.gz"):
             path = Path(folder) / name

@@ -240,3 +240,22 @@ def test_cache_defaults_under_tokmap_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKMAP_HOME", str(tmp_path / "home"))
     cached_token_map("tiktotok", TGT, SRC, {"k": 3}, small_map)
     assert list((tmp_path / "home" / "cache" / "token-maps").glob("tiktotok-*.json.gz"))
+
+
+def test_paused_gc_restores_the_collector_state():
+    import gc
+
+    from tokmap_ui.mapping import paused_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        assert not gc.isenabled()
+        raise ValueError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # it was off before: stays off
+    finally:
+        gc.enable()

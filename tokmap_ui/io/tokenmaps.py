@@ -28,7 +28,7 @@ from typing import Any
 
 from tokmap_ui.errors import TokenMapError
 from tokmap_ui.io.files import atomic_write_bytes, require_file
-from tokmap_ui.mapping.tokenmap import FORMAT, METHODS, STATUSES, MapEntry, TokenMap, VocabRef
+from tokmap_ui.mapping.tokenmap import FORMAT, METHODS, STATUSES, MapEntry, TokenMap, VocabRef, paused_gc
 
 _REQUIRED = ("format", "kind", "target", "source", "params", "entries")
 _OPTIONAL = ("stats",)
@@ -49,7 +49,8 @@ def token_map_to_json(token_map: TokenMap) -> str:
                                 fix="replace NaN/infinite numbers before saving") from None
 
     header = dump(head)[:-1]  # drop the closing brace: the entries follow
-    body = ",\n".join(dump(e.to_dict()) for e in token_map.entries)
+    with paused_gc():
+        body = ",\n".join(dump(e.to_dict()) for e in token_map.entries)
     return f'{header},\n"entries":[\n{body}\n]}}\n'
 
 
@@ -82,12 +83,13 @@ def load_token_map(path: str | Path) -> TokenMap:
     except UnicodeDecodeError:
         raise TokenMapError(path, "is not a tokmap token map (not UTF-8 JSON text)",
                             fix="give a .json or .json.gz file written by tokmap") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TokenMapError(path, f"is not valid JSON ({err.msg}, column {err.colno})", line=err.lineno,
-                            fix="give a .json or .json.gz file written by tokmap") from None
-    return token_map_from_dict(data, path)
+    with paused_gc():
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TokenMapError(path, f"is not valid JSON ({err.msg}, column {err.colno})", line=err.lineno,
+                                fix="give a .json or .json.gz file written by tokmap") from None
+        return token_map_from_dict(data, path)
 
 
 def token_map_from_dict(data: Any, origin: str | Path | None = None) -> TokenMap:

@@ -4,6 +4,6 @@
 build a :class:`TokenMap` from two :class:`~tokmap_ui.vocab.Vocabulary` objects.
 """
 
-from tokmap_ui.mapping.tokenmap import FORMAT, EntryMethod, EntryStatus, MapEntry, TokenMap, VocabRef
+from tokmap_ui.mapping.tokenmap import FORMAT, EntryMethod, EntryStatus, MapEntry, TokenMap, VocabRef, paused_gc
 
-__all__ = ["FORMAT", "EntryMethod", "EntryStatus", "MapEntry", "TokenMap", "VocabRef"]
+__all__ = ["FORMAT", "EntryMethod", "EntryStatus", "MapEntry", "TokenMap", "VocabRef", "paused_gc"]

@@ -17,9 +17,11 @@ longest one wins; look up each prefix of ``s`` in a hash map) and an extension `
 the sorted strings, whose minimum a sparse table answers in O(1)). ``tests/test_pmmined.py`` checks
 this against a literal port of the reference loop.
 
-``PmMinedConfig(reference=True)`` reproduces the reference exactly (one deliberate difference: a
-special id that does not exist in the delta is left unmapped instead of pointing outside it, and
-holes in a vocabulary's ids are unmapped). The default adds what the reference lacks:
+``PmMinedConfig(reference=True)`` reproduces the reference exactly, with three unavoidable
+differences: a special id that does not exist in the delta is left unmapped instead of pointing
+outside it; holes in a vocabulary's ids are unmapped; and added tokens past ``vocab_size``, which
+the reference loop never visits (its map is shorter than the vocabulary), go through the same rule.
+The default adds what the reference lacks:
 
 * **markers**: tokens are compared as canonical text plus word-start flag, written as ``▁`` + text,
   so ``Ġkat`` (GPT-2), ``▁kat`` (SentencePiece) and ``kat`` (WordPiece word start) are all ``▁kat``;
@@ -47,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokmap_ui.mapping.tokenmap import EntryMethod, MapEntry, TokenMap, VocabRef
+from tokmap_ui.mapping.tokenmap import EntryMethod, MapEntry, TokenMap, VocabRef, paused_gc
 from tokmap_ui.vocab import Vocabulary
 
 ALGORITHM_VERSION = 1  # bump when a change alters the maps built, so disk caches are not reused
@@ -177,13 +179,14 @@ def build_pmmined_map(host: Vocabulary, delta: Vocabulary, config: PmMinedConfig
     byte or unmapped; ``evidence`` is ``(edit_distance,)`` for exact and pm-mined entries and a short
     reason (``"id"``, ``"string"``, ``"role:eos"``, ``"utf8:E4 B8 AD"``) for special and byte entries.
     """
-    plan = _reference_plan(host, delta) if config.reference else _default_plan(host, delta, config)
-    entries = []
-    for i, token in enumerate(host.tokens):
-        target, method, evidence = plan[i]
-        sources = ((target, 1.0),) if target >= 0 else ()
-        entries.append(MapEntry(i, token, sources, method, evidence))
-    return TokenMap("pm-mined", VocabRef.of(host), VocabRef.of(delta), config.to_params(), tuple(entries))
+    with paused_gc():
+        plan = _reference_plan(host, delta) if config.reference else _default_plan(host, delta, config)
+        entries = []
+        for i, token in enumerate(host.tokens):
+            target, method, evidence = plan[i]
+            sources = ((target, 1.0),) if target >= 0 else ()
+            entries.append(MapEntry(i, token, sources, method, evidence))
+        return TokenMap("pm-mined", VocabRef.of(host), VocabRef.of(delta), config.to_params(), tuple(entries))
 
 
 Plan = list  # per host id: (delta_id or -1, method, evidence tuple)
