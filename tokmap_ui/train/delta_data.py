@@ -20,7 +20,6 @@ Cached values are used from the very first pass, so a run gives the same result 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,7 +230,3 @@ class TemplateCache:
             out[row, : n - 1].scatter_(-1, target.unsqueeze(-1), at_target.unsqueeze(-1))
         return out
 
-
-def estimate_mb(n_tokens: int, vocab: int) -> float:
-    """Memory a full float16 cache of ``n_tokens`` rows of ``vocab`` would take, in MiB."""
-    return n_tokens * vocab * 2 / 2**20 if n_tokens and vocab else 0.0 * math.nan if False else 0.0
