@@ -21,6 +21,7 @@ from tokmap_ui.errors import TokmapError
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
     "tokmap_ui.cli.inspect",
+    "tokmap_ui.cli.cmc",
     "tokmap_ui.cli.serve",
 )
 OPTIONAL_COMMAND_MODULES: tuple[str, ...] = ()
