@@ -165,6 +165,25 @@ def test_wrong_sep_id_in_target_post_processor_is_fixed(toks):
     assert tgt_tok("kat").input_ids[-1] == 4, "the caller's tokenizer is not modified"
 
 
+def test_fixed_padding_in_tokenizer_json_is_not_copied(toks):
+    """all-MiniLM-L6-v2's tokenizer.json pads every input to 128 with pad id 0 (the source's [PAD])."""
+    from tests.tiny import build_wordpiece, fast
+
+    backend = build_wordpiece()
+    backend.enable_padding(length=16, pad_id=0, pad_token="[PAD]")
+    backend.enable_truncation(max_length=16)
+    src_tok = fast(backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                   mask_token="[MASK]")
+    src_vocab = Vocabulary.from_tokenizer(src_tok)
+    tgt_tok, tgt_vocab = toks["roberta"]
+    _, tok, report = convert_model_with_report(tiny_model("bert", len(src_tok), src_tok), src_vocab, tgt_tok,
+                                               tgt_vocab, toy_token_map(src_vocab, tgt_vocab), source_tokenizer=src_tok)
+    assert report.template == "<s> $A </s> | <s> $A </s> $B:1 </s>:1"
+    assert tok("kat").input_ids == [0, *tgt_tok("kat", add_special_tokens=False).input_ids, 2]
+    padded = tok(["kat", "de kat zat op de mat"], padding=True).input_ids
+    assert padded[0][-1] == tgt_vocab.special_roles["pad"] == 1
+
+
 def test_roberta_new_pad_id_shifts_positions(toks):
     (src_tok, src_vocab), (tgt_tok, tgt_vocab) = toks["roberta"], toks["bert"]
     model = tiny_model("roberta", len(src_tok), src_tok)

@@ -189,25 +189,28 @@ def rebuild_table(old: torch.Tensor, plan: RowPlan, n_source: int, fallback: Fal
     if is_bias:
         src = src[:, None]                                        # (V_s, 1)
     old_rows, dim = src.shape
+    device = src.device
     real = src[: min(n_source, old_rows)]
     mean = real.mean(0)
     new = mean.expand(plan.n_rows, dim).clone()                   # (V_t', D): mean by default
     if plan.rows.numel():
-        new[plan.rows] = 0.0
-        new.index_add_(0, plan.rows, src[plan.cols] * plan.weights[:, None])
+        rows, cols = plan.rows.to(device), plan.cols.to(device)
+        new[rows] = 0.0
+        new.index_add_(0, rows, src[cols] * plan.weights.to(device)[:, None])
     random_rows = plan.random_ids
     if fallback is Fallback.RANDOM:
         random_rows = torch.cat([random_rows, plan.fallback_ids])
     if random_rows.numel():
         # A random bias is 0 (nn.Linear's resize init); random rows are N(0, std) as in
-        # transformers before mean_resizing (transformers #6562, #33325).
-        new[random_rows] = 0.0 if is_bias else torch.normal(
-            0.0, std, (random_rows.numel(), dim), generator=generator)
+        # transformers before mean_resizing (transformers #6562, #33325). Drawn on the CPU
+        # generator so a seed gives the same rows on every device.
+        new[random_rows.to(device)] = 0.0 if is_bias else torch.normal(
+            0.0, std, (random_rows.numel(), dim), generator=generator).to(device)
     if plan.n_rows > plan.n_target:  # padding rows: reuse the old padding rows, which never win
         old_padding = src[n_source:] if old_rows > n_source else None
-        pad_ids = torch.arange(plan.n_target, plan.n_rows)
+        pad_ids = torch.arange(plan.n_target, plan.n_rows, device=device)
         if old_padding is not None and len(old_padding):
-            new[pad_ids] = old_padding[torch.arange(len(pad_ids)) % len(old_padding)]
+            new[pad_ids] = old_padding[torch.arange(len(pad_ids), device=device) % len(old_padding)]
         elif is_bias:
             new[pad_ids] = real.min()  # an unseen id should never out-score a real one
     new = new.to(old.dtype)

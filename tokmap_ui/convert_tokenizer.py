@@ -32,8 +32,23 @@ _HUGE = 10_000_000  # transformers writes 1e30 for "no limit"
 Piece = tuple[str, int, int]  # ("A" | "B" | "special", target id (or -1), type id)
 
 
+def _bare(backend: Any) -> Any:
+    """A copy of a ``tokenizers.Tokenizer`` without fixed padding or truncation.
+
+    Some tokenizer.json files pad every input to a fixed length (all-MiniLM-L6-v2: 128, with
+    pad id 0); transformers pads per call, and a copied ``pad_id`` would be the wrong vocabulary's.
+    """
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
 def _probe(backend: Any) -> tuple[list[Piece], list[Piece]]:
     """The template a ``tokenizers.Tokenizer`` applies, read off encodings of 'a' and ('a', 'b')."""
+    backend = _bare(backend)
     def pieces(encoding: Any) -> list[Piece]:
         out: list[Piece] = []
         for token_id, type_id, seq in zip(encoding.ids, encoding.type_ids, encoding.sequence_ids):
@@ -122,10 +137,10 @@ def build_target_tokenizer(target_tokenizer: Any, target_roles: dict[str, int], 
     The copy is a plain ``PreTrainedTokenizerFast`` so ``AutoTokenizer`` reloads exactly this
     template (model-specific classes such as v5 ``BertTokenizer`` rebuild their own on load).
     """
-    from tokenizers import Tokenizer, processors
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer.from_str(target_tokenizer.backend_tokenizer.to_str())
+    backend = _bare(target_tokenizer.backend_tokenizer)
     if source_tokenizer is not None and hasattr(source_tokenizer, "backend_tokenizer"):
         wanted = _mirror_source(source_tokenizer, source_roles or {}, target_roles, target_tokenizer)
     else:
@@ -173,10 +188,22 @@ def model_max_length_for(model: Any, source_tokenizer: Any = None) -> int | None
     return int(positions - (offset.padding_idx + 1 if offset is not None else 0))
 
 
+def _continues_word(tokenizer: Any, token: str) -> bool:
+    """Whether a raw token continues a word (``##at``; ``at`` in byte-level or SentencePiece vocabularies)."""
+    if token.startswith("##"):
+        return True
+    if token.startswith(("Ġ", "▁")):
+        return False
+    return type(tokenizer.backend_tokenizer.model).__name__ not in ("WordPiece", "WordLevel")
+
+
 def fvt_source_ids(target_tokenizer: Any, source_tokenizer: Any, target_id: int) -> list[int]:
     """FVT (Gee et al. 2022): the source ids the source tokenizer splits a target token's text into.
 
-    Example: target '▁katten' -> text 'katten' -> source ['kat', '##ten'] -> their ids.
+    A token that continues a word starts with the source's continuation piece when a WordPiece
+    source has one (``at`` -> ``##at``, not the word ``at``).
+
+    Example: target 'Ġkatten' -> text ' katten' -> source ['kat', '##ten'] -> their ids.
     """
     token = target_tokenizer.convert_ids_to_tokens(int(target_id))
     if token is None or token in set(target_tokenizer.all_special_tokens):
@@ -186,4 +213,11 @@ def fvt_source_ids(target_tokenizer: Any, source_tokenizer: Any, target_id: int)
         text = text[2:] if text.startswith("##") else text
     if not text.strip() or "\ufffd" in text:  # a lone byte of a multi-byte character
         return []
-    return list(source_tokenizer(text, add_special_tokens=False)["input_ids"])
+    ids = list(source_tokenizer(text, add_special_tokens=False)["input_ids"])
+    if ids and _continues_word(target_tokenizer, token) \
+            and type(source_tokenizer.backend_tokenizer.model).__name__ == "WordPiece":
+        first = source_tokenizer.convert_ids_to_tokens(ids[0])
+        inner = source_tokenizer.backend_tokenizer.token_to_id("##" + first)
+        if not first.startswith("##") and inner is not None:
+            ids[0] = inner
+    return ids

@@ -215,9 +215,12 @@ def save_model_dir(model: Any, tokenizer: Any, out_dir: str | Path, *, overwrite
         tokenizer.save_pretrained(str(tmp))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        for stray in tmp.iterdir():  # belt and braces: never ship a pickle
-            if stray.suffix.lower() in PICKLE_SUFFIXES:
-                stray.unlink()
+        for item in tmp.iterdir():
+            if item.suffix.lower() in PICKLE_SUFFIXES:  # belt and braces: never ship a pickle
+                item.unlink()
+            elif item.is_file():
+                item.chmod(0o644)  # temporary files are private; the model is meant to be shared
+        tmp.chmod(0o755)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
