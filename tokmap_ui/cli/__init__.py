@@ -21,10 +21,14 @@ from tokmap_ui.errors import TokmapError
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
     "tokmap_ui.cli.inspect",
+    "tokmap_ui.cli.mapping",
+    "tokmap_ui.cli.review",
+    "tokmap_ui.cli.convert",
+    "tokmap_ui.cli.train",
     "tokmap_ui.cli.cmc",
+    "tokmap_ui.cli.delta",
     "tokmap_ui.cli.serve",
 )
-OPTIONAL_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
