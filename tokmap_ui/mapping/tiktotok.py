@@ -1,0 +1,438 @@
+"""Tik-to-Tok (Remy et al. 2023): map every target token to weighted source tokens.
+
+The steps, each recorded as the entry's ``method`` with its ``evidence`` (research/tiktotok.md):
+
+1. ``special``: special tokens by role (``role:eos``; bos↔cls and eos↔sep stand in for each other);
+2. ``dictionary``: every dictionary pair (plus lower-case and Capitalised variants) is tokenised
+   as a word by both tokenizers; single tokens count 1:1, multi-token words split their weight
+   half all-to-all, half in order (the trans-tokenizers rule). Counts accumulate; each count
+   is divided by ``source_frequency ** association`` so that pieces every word contains
+   (``##s``, ``the``) do not swamp the rest, and the ``max_sources`` strongest are kept;
+   tokens with identical text also get ``identical_weight`` as a count (the reference's +1);
+3. ``identical``: the same canonical text in both vocabularies (numbers, punctuation, shared
+   words) for tokens no pair reaches;
+4. ``neighbour``: the ``top_k`` nearest source tokens in the joint bilingual subword space
+   (:mod:`tokmap_ui.mapping.subword_space`, learnt from the pairs and optional monolingual text),
+   weighted ``softmax(sim / temperature)``;
+5. ``fvt`` (the source tokenizer's split of the token's text), then ``mean``.
+
+Weights are normalised per entry. Bad input raises :class:`~tokmap_ui.errors.DictionaryError`
+(empty dictionary, one in the wrong direction, none of it tokenisable); harmless oddities
+(no shared strings, no special tokens) become ``stats["notes"]``.
+
+Example:
+    >>> tm = build_token_map(src_tok, tgt_tok, dictionary, MappingConfig(top_k=3))  # doctest: +SKIP
+    >>> tm.stats["by_method"]                                                      # doctest: +SKIP
+    {'dictionary': 5614, 'fvt': 12, 'identical': 802, 'neighbour': 9567, 'special': 5}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tokmap_ui.dictionary import Dictionary
+from tokmap_ui.errors import ConfigError, DictionaryError
+from tokmap_ui.mapping.baselines import (MapMethod, build_baseline, fvt_evidence, fvt_sources, identical_sources,
+                                         neighbour_candidates, special_sources, word_ids)
+from tokmap_ui.mapping.subword_space import (SpaceMethod, SpaceSettings, code_switched, nearest_sources,
+                                             text_cooccurrence, train_space)
+from tokmap_ui.mapping.tokenmap import EntryMethod, MapEntry, TokenMap, VocabRef
+from tokmap_ui.vocab import Vocabulary
+
+EVIDENCE_PAIRS = 3  # dictionary pairs quoted in an entry's evidence
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """Settings of ``tokmap map`` (field docstrings are the CLI and UI help)."""
+
+    method: MapMethod = MapMethod.TIKTOTOK
+    """Method family: tiktotok | identical | fvt | mean | random."""
+    top_k: int = 3
+    """Nearest source tokens averaged for a target token no dictionary pair reaches (the authors' blog: 3)."""
+    temperature: float = 0.1
+    """Neighbour weights are softmax(similarity / temperature); small = trust the nearest (WECHSEL: 0.1)."""
+    max_sources: int = 50
+    """Keep at most this many source tokens per dictionary-mapped entry (the strongest)."""
+    association: float = 0.5
+    """Divide dictionary counts by (source token frequency) ** this; 0 = raw counts."""
+    in_order_share: float = 0.5
+    """Share of a multi-token pair's weight split in order (the rest goes all-to-all)."""
+    case_variants: bool = True
+    """Also count each pair in lower case and Capitalised."""
+    identical_weight: float = 1.0
+    """Count added for a source token with the same text as the target token (smoothing)."""
+    space: SpaceMethod = SpaceMethod.PPMI_SVD
+    """How the joint subword space is learnt: ppmi-svd | ngram-procrustes."""
+    space_dim: int = 100
+    """Dimensions of the joint subword space."""
+    text_window: int = 2
+    """Co-occurrence window (tokens) in code-switched monolingual text."""
+    code_switch_rate: float = 0.5
+    """Share of dictionary words swapped for a translation in monolingual text."""
+    max_text_lines: int = 50_000
+    """Read at most this many lines of each monolingual text (time bound)."""
+    min_similarity: float = 0.0
+    """Neighbours less similar than this are not used (the token falls back to FVT)."""
+    direct_dictionary: bool = True
+    """Map tokens the dictionary reaches directly; False sends them through the subword space too (ablation)."""
+    check_direction: bool = True
+    """Refuse a dictionary whose sides fit the other tokenizer better (swapped columns)."""
+    seed: int = 0
+    """Seed of code-switching and the SVD."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", MapMethod(self.method))
+        object.__setattr__(self, "space", SpaceMethod(self.space))
+        checks = [(self.top_k >= 1, "top_k must be ≥ 1"), (self.temperature > 0, "temperature must be > 0"),
+                  (self.max_sources >= 1, "max_sources must be ≥ 1"), (self.space_dim >= 2, "space_dim must be ≥ 2"),
+                  (0 <= self.in_order_share <= 1, "in_order_share must be in [0, 1]"),
+                  (0 <= self.code_switch_rate <= 1, "code_switch_rate must be in [0, 1]"),
+                  (self.text_window >= 1, "text_window must be ≥ 1"), (self.association >= 0, "association must be ≥ 0")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_params(self) -> dict[str, Any]:
+        """JSON-able form, recorded in the map's ``params``."""
+        return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class DictionaryCounts:
+    """What the dictionary step found: ``counts`` ``(V_t, V_s)`` and, per target id, the top pairs."""
+
+    counts: sp.csr_matrix
+    top_pairs: dict[int, list[tuple[int, float]]]
+    pairs_per_target: np.ndarray
+    used: int
+    skipped: int
+
+
+@dataclass
+class MappingRun:
+    """A map plus how long each step took (seconds) and notes for the user."""
+
+    token_map: TokenMap
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def direction_score(dictionary: Dictionary, source_tokenizer: Any, target_tokenizer: Any, source: Vocabulary,
+                    target: Vocabulary, sample: int = 2000) -> float:
+    """log of how much better the source tokenizer fits the dictionary's source words than its target words.
+
+    Characters per token of each side under each tokenizer; vocabulary size cancels in the ratio.
+    Positive: the columns are the right way round; clearly negative: they are swapped.
+    """
+    def chars_per_token(tokenizer: Any, vocab: Vocabulary, words: list[str]) -> float:
+        pieces = sum(max(len(ids), 1) for ids in word_ids(tokenizer, vocab, words))
+        return sum(map(len, words)) / max(pieces, 1)
+
+    src = sorted({p.src for p in dictionary.pairs})[:: max(1, len(dictionary.pairs) // sample)]
+    tgt = sorted({p.tgt for p in dictionary.pairs})[:: max(1, len(dictionary.pairs) // sample)]
+    fit_src = chars_per_token(source_tokenizer, source, src) / chars_per_token(target_tokenizer, target, src)
+    fit_tgt = chars_per_token(source_tokenizer, source, tgt) / chars_per_token(target_tokenizer, target, tgt)
+    return math.log(fit_src / fit_tgt)
+
+
+def check_dictionary(dictionary: Dictionary | None, source_tokenizer: Any, target_tokenizer: Any,
+                     source: Vocabulary, target: Vocabulary, check_direction: bool = True) -> None:
+    """Raise :class:`DictionaryError` for an empty dictionary or one whose columns are swapped."""
+    name = getattr(dictionary, "name", "dictionary")
+    if dictionary is None or not dictionary.pairs:
+        raise DictionaryError(name, "has no word pairs, so Tik-to-Tok has nothing to learn from",
+                              fix="give a bilingual dictionary (source-language word, target-language word), "
+                                  "or choose --method fvt / identical / mean, which need none")
+    if check_direction:
+        score = direction_score(dictionary, source_tokenizer, target_tokenizer, source, target)
+        if score < -0.1:
+            langs = f" ({dictionary.src_lang} → {dictionary.tgt_lang})" if dictionary.src_lang else ""
+            raise DictionaryError(
+                name, f"looks reversed{langs}: its source words fit the target tokenizer '{target.name}' and its "
+                      f"target words fit the source tokenizer '{source.name}' (fit score {score:.2f} < -0.1)",
+                fix="swap the columns (--swap on the command line, Dictionary.reversed() in Python, or name them "
+                    "with --src-col/--tgt-col), or pass --no-direction-check if this is intended")
+
+
+# ----------------------------------------------------------------------------- dictionary step
+
+def _capitalised(word: str) -> str:
+    return word[:1].upper() + word[1:]
+
+
+def dictionary_counts(dictionary: Dictionary, source_tokenizer: Any, target_tokenizer: Any, source: Vocabulary,
+                      target: Vocabulary, config: MappingConfig) -> DictionaryCounts:
+    """Turn every pair into token pairs (single 1:1; multi-token half all-to-all, half in order)."""
+    forms: list[tuple[int, str, str, float]] = []
+    for k, pair in enumerate(dictionary.pairs):
+        variants = {(pair.src, pair.tgt)}
+        if config.case_variants:
+            variants |= {(pair.src.lower(), pair.tgt.lower()), (_capitalised(pair.src), _capitalised(pair.tgt))}
+        forms += [(k, s, t, pair.weight) for s, t in sorted(variants)]
+    src_words = sorted({f[1] for f in forms})
+    tgt_words = sorted({f[2] for f in forms})
+    src_ids = dict(zip(src_words, word_ids(source_tokenizer, source, src_words)))
+    tgt_ids = dict(zip(tgt_words, word_ids(target_tokenizer, target, tgt_words)))
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    owner: list[int] = []
+    share = config.in_order_share
+    used = set()
+    for k, s_word, t_word, weight in forms:
+        e, n = src_ids[s_word], tgt_ids[t_word]
+        if not e or not n or weight <= 0:
+            continue
+        used.add(k)
+        if len(e) == 1 and len(n) == 1:
+            rows.append(n[0]), cols.append(e[0]), vals.append(weight), owner.append(k)
+            continue
+        each = (1 - share) * weight / len(e)
+        for i in n:
+            rows += [i] * len(e)
+            cols += e
+            vals += [each] * len(e)
+            owner += [k] * len(e)
+        span = len(e) * len(n) // math.gcd(len(e), len(n))
+        step = share * weight * len(n) / span
+        rows += [n[p * len(n) // span] for p in range(span)]
+        cols += [e[p * len(e) // span] for p in range(span)]
+        vals += [step] * span
+        owner += [k] * span
+    r, c, v, o = (np.asarray(x) for x in (rows, cols, vals, owner))
+    counts = sp.csr_matrix((v.astype(np.float64), (r, c)), shape=(len(target), len(source)))
+    counts.sum_duplicates()
+    top_pairs, per_target = _top_pairs(r, o, v, len(target), len(dictionary.pairs))
+    return DictionaryCounts(counts, top_pairs, per_target, len(used), len(dictionary.pairs) - len(used))
+
+
+def _top_pairs(rows: np.ndarray, owners: np.ndarray, vals: np.ndarray, n_target: int, n_pairs: int
+               ) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
+    """Per target id, the pairs that gave it most weight (for evidence), and how many pairs reached it."""
+    if len(rows) == 0:
+        return {}, np.zeros(n_target, np.int64)
+    key = rows.astype(np.int64) * max(n_pairs, 1) + owners
+    uniq, inverse = np.unique(key, return_inverse=True)
+    mass = np.bincount(inverse, weights=vals)
+    t, k = uniq // max(n_pairs, 1), uniq % max(n_pairs, 1)
+    per_target = np.bincount(t, minlength=n_target)
+    order = np.lexsort((-mass, t))
+    rank = np.arange(len(order)) - np.searchsorted(t[order], t[order])
+    keep = order[rank < EVIDENCE_PAIRS]
+    top: dict[int, list[tuple[int, float]]] = {}
+    for ti, ki, m in zip(t[keep].tolist(), k[keep].tolist(), mass[keep].tolist()):
+        top.setdefault(ti, []).append((ki, m))
+    return top, per_target
+
+
+def association_weights(counts: sp.csr_matrix, identical: dict[int, int], config: MappingConfig) -> sp.csr_matrix:
+    """Counts (+ identical smoothing) divided by source frequency ** association, top ``max_sources`` per row."""
+    counts = counts.tocsr().astype(np.float64)
+    if identical and config.identical_weight > 0:
+        reached = np.diff(counts.indptr) > 0
+        t = np.array([i for i in identical if reached[i]], np.int64)
+        s = np.array([identical[i] for i in t.tolist()], np.int64)
+        counts = counts + sp.csr_matrix((np.full(len(t), config.identical_weight), (t, s)), shape=counts.shape)
+    freq = np.asarray(counts.sum(0)).ravel() + 1.0
+    weighted = (counts @ sp.diags(freq ** -config.association)).tocoo()
+    order = np.lexsort((-weighted.data, weighted.row))
+    rows = weighted.row[order]
+    rank = np.arange(len(order)) - np.searchsorted(rows, rows)
+    keep = order[rank < config.max_sources]
+    kept = sp.csr_matrix((weighted.data[keep], (weighted.row[keep], weighted.col[keep])), shape=counts.shape)
+    totals = np.asarray(kept.sum(1)).ravel()
+    return (sp.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ kept).tocsr()
+
+
+# ----------------------------------------------------------------------------- the whole map
+
+def _items(vocab: Vocabulary) -> list[tuple[str, bool]]:
+    return [("" if vocab.is_special[i] else text, bool(start))
+            for i, (text, start) in enumerate(zip(vocab.canonical, vocab.starts_word.tolist()))]
+
+
+def text_sequences(dictionary: Dictionary, source_tokenizer: Any, target_tokenizer: Any, source: Vocabulary,
+                   target: Vocabulary, source_text: Sequence[str], target_text: Sequence[str],
+                   config: MappingConfig) -> list[np.ndarray]:
+    """Code-switched token sequences of both texts in the joint id space (target ids, then source + V_t)."""
+    to_src: dict[str, list[str]] = {}
+    to_tgt: dict[str, list[str]] = {}
+    for pair in dictionary.pairs:
+        to_src.setdefault(pair.tgt.lower(), []).append(pair.src)
+        to_tgt.setdefault(pair.src.lower(), []).append(pair.tgt)
+    tgt_words: Callable = lambda words: word_ids(target_tokenizer, target, words)  # noqa: E731
+    src_words: Callable = lambda words: word_ids(source_tokenizer, source, words)  # noqa: E731
+    n_t, limit = len(target), config.max_text_lines
+    return (code_switched(list(target_text)[:limit], to_src, tgt_words, src_words, 0, n_t,
+                          config.code_switch_rate, config.seed)
+            + code_switched(list(source_text)[:limit], to_tgt, src_words, tgt_words, n_t, 0,
+                            config.code_switch_rate, config.seed + 1))
+
+
+def run_tiktotok(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dictionary | None,
+                 config: MappingConfig = MappingConfig(), *, source: Vocabulary | None = None,
+                 target: Vocabulary | None = None, source_text: Sequence[str] = (),
+                 target_text: Sequence[str] = (), cache: Any = None) -> MappingRun:
+    """Build a Tik-to-Tok map; see the module docstring for the steps.
+
+    Args:
+        source_tokenizer: the model's tokenizer (rows are read from its vocabulary).
+        target_tokenizer: the new tokenizer (one entry per token).
+        dictionary: pairs with ``src`` in the source language and ``tgt`` in the target language.
+        config: the knobs.
+        source, target: :class:`Vocabulary` views (built when None).
+        source_text, target_text: monolingual lines for the subword space (optional).
+        cache: an :class:`~tokmap_ui.io.cache.ArrayCache` for the subword space, or None.
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    source = source or Vocabulary.from_tokenizer(source_tokenizer)
+    target = target or Vocabulary.from_tokenizer(target_tokenizer)
+    lap("vocabularies")
+    check_dictionary(dictionary, source_tokenizer, target_tokenizer, source, target, config.check_direction)
+    lap("checks")
+    notes: list[str] = []
+    specials = special_sources(target, source)
+    identical = {i: j for i, j in identical_sources(target, source, source_tokenizer).items() if i not in specials}
+    if not target.is_special.any():
+        notes.append(f"the target tokenizer '{target.name}' declares no special tokens: step 1 mapped nothing")
+    if not identical:
+        notes.append("the two vocabularies share no token text: no identical matches")
+    lap("specials+identical")
+    found = dictionary_counts(dictionary, source_tokenizer, target_tokenizer, source, target, config)
+    if found.used == 0:
+        raise DictionaryError(dictionary.name, f"none of its {len(dictionary.pairs):,} pairs could be tokenised by "
+                                               "both tokenizers (every word became unknown/special tokens)",
+                              fix="check that the tokenizers match the dictionary's languages")
+    weights = association_weights(found.counts, identical, config)
+    lap("dictionary")
+    reached = (np.diff(weights.indptr) > 0) & ~target.is_special
+    for i in specials:
+        reached[i] = False
+    if not config.direct_dictionary:
+        weights = sp.csr_matrix(weights.shape)
+        reached[:] = False
+        identical = {}
+    todo = np.array([i for i in range(len(target)) if not reached[i] and i not in specials and i not in identical
+                     and target.tokens[i]], np.int64)
+    sequences = []
+    if len(source_text) or len(target_text):
+        sequences = text_sequences(dictionary, source_tokenizer, target_tokenizer, source, target,
+                                   source_text, target_text, config)
+    cooc = (text_cooccurrence(sequences, len(target) + len(source), config.text_window) if sequences else None)
+    lap("text")
+    settings = SpaceSettings(method=config.space, dim=config.space_dim, seed=config.seed)
+    space = train_space(found.counts, _items(target), _items(source), settings, cooc, cache)
+    lap("space" + (" (cached)" if space.cached else ""))
+    ids, sims = nearest_sources(space, todo, neighbour_candidates(source), config.top_k)
+    lap("neighbours")
+    entries = _assemble(target, source, source_tokenizer, dictionary, found, weights, specials, identical,
+                        todo, ids, sims, space.target_has, config)
+    lap("fallback+entries")
+    stats_note = [f"{found.skipped:,} of {len(dictionary.pairs):,} dictionary pairs could not be tokenised"] \
+        if found.skipped else []
+    token_map = TokenMap(MapMethod.TIKTOTOK.value, VocabRef.of(target), VocabRef.of(source), config.to_params(),
+                         tuple(entries))
+    token_map.stats["notes"] = notes + stats_note
+    token_map.stats["dictionary"] = {"pairs": len(dictionary.pairs), "pairs_used": found.used,
+                                     "targets_reached": int(reached.sum())}
+    lap("tokenmap")
+    return MappingRun(token_map, timings, notes + stats_note)
+
+
+def _assemble(target: Vocabulary, source: Vocabulary, source_tokenizer: Any, dictionary: Dictionary,
+              found: DictionaryCounts, weights: sp.csr_matrix, specials: dict[int, tuple[int, str]],
+              identical: dict[int, int], todo: np.ndarray, ids: np.ndarray, sims: np.ndarray,
+              has_vector: np.ndarray, config: MappingConfig) -> list[MapEntry]:
+    entries: list[MapEntry | None] = [None] * len(target)
+    tokens = target.tokens
+    for i, (j, why) in specials.items():
+        entries[i] = MapEntry(i, tokens[i], ((j, 1.0),), EntryMethod.SPECIAL, (why,))
+    pairs = dictionary.pairs
+    indptr, indices, data = weights.indptr, weights.indices, weights.data
+    for i in np.flatnonzero(np.diff(indptr) > 0).tolist():
+        if entries[i] is not None or target.is_special[i]:
+            continue
+        row = sorted(zip(indices[indptr[i]:indptr[i + 1]].tolist(), data[indptr[i]:indptr[i + 1]].tolist()),
+                     key=lambda x: -x[1])
+        evidence = [f"pairs:{int(found.pairs_per_target[i])}"]
+        evidence += [f"pair:{pairs[k].src}→{pairs[k].tgt}:{m:.3g}" for k, m in found.top_pairs.get(i, ())]
+        if i in identical:
+            evidence.append(f"identical:{source.tokens[identical[i]]}")
+        entries[i] = MapEntry(i, tokens[i], tuple((s, round(w, 6)) for s, w in row), EntryMethod.DICTIONARY,
+                              tuple(evidence))
+    for i, j in identical.items():
+        if entries[i] is None:
+            entries[i] = MapEntry(i, tokens[i], ((j, 1.0),), EntryMethod.IDENTICAL, (f"identical:{source.tokens[j]}",))
+    leftover = []
+    for row, i in enumerate(todo.tolist()):
+        ok = (ids[row] >= 0) & (sims[row] >= config.min_similarity)
+        if entries[i] is not None or not has_vector[i] or not ok.any():
+            leftover.append(i)
+            continue
+        near, sim = ids[row][ok], sims[row][ok]
+        w = np.exp((sim - sim.max()) / config.temperature)
+        w = w / w.sum()
+        entries[i] = MapEntry(i, tokens[i], tuple(zip(near.tolist(), np.round(w, 6).tolist())),
+                              EntryMethod.NEIGHBOUR,
+                              tuple(f"nn:{source.tokens[s]}:{x:.3f}" for s, x in zip(near.tolist(), sim.tolist())))
+    waiting = set(leftover)
+    leftover += [i for i in range(len(target)) if entries[i] is None and i not in waiting]
+    split = fvt_sources(target, source, source_tokenizer, leftover)
+    for i in leftover:
+        pieces = split.get(i)
+        if pieces:
+            merged: dict[int, float] = {}
+            for p in pieces:
+                merged[p] = merged.get(p, 0.0) + 1.0 / len(pieces)
+            entries[i] = MapEntry(i, tokens[i], tuple(merged.items()), EntryMethod.FVT, (fvt_evidence(source, pieces),))
+        else:
+            entries[i] = MapEntry(i, tokens[i], (), EntryMethod.MEAN, ("mean",))
+    return entries  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- registry
+
+def run_mapping(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dictionary | None = None,
+                config: MappingConfig = MappingConfig(), **kwargs: Any) -> MappingRun:
+    """Build a map with ``config.method`` (see :data:`MAP_METHODS`); keyword arguments as :func:`run_tiktotok`."""
+    return MAP_METHODS[MapMethod(config.method)](source_tokenizer, target_tokenizer, dictionary, config, **kwargs)
+
+
+def build_token_map(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dictionary | None = None,
+                    config: MappingConfig = MappingConfig(), **kwargs: Any) -> TokenMap:
+    """:func:`run_mapping` without the timings: just the :class:`TokenMap`."""
+    return run_mapping(source_tokenizer, target_tokenizer, dictionary, config, **kwargs).token_map
+
+
+def _baseline_runner(method: MapMethod) -> Callable[..., MappingRun]:
+    def run(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dictionary | None, config: MappingConfig,
+            *, source: Vocabulary | None = None, target: Vocabulary | None = None, **_: Any) -> MappingRun:
+        start = time.perf_counter()
+        token_map = build_baseline(method, source_tokenizer, target_tokenizer, source, target,
+                                   params={"method": method.value})
+        return MappingRun(token_map, {"total": round(time.perf_counter() - start, 3)}, [])
+    return run
+
+
+MAP_METHODS: dict[MapMethod, Callable[..., MappingRun]] = {
+    MapMethod.TIKTOTOK: run_tiktotok,
+    **{m: _baseline_runner(m) for m in (MapMethod.IDENTICAL, MapMethod.FVT, MapMethod.MEAN, MapMethod.RANDOM)},
+}
