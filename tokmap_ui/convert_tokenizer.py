@@ -188,20 +188,12 @@ def model_max_length_for(model: Any, source_tokenizer: Any = None) -> int | None
     return int(positions - (offset.padding_idx + 1 if offset is not None else 0))
 
 
-def _continues_word(tokenizer: Any, token: str) -> bool:
-    """Whether a raw token continues a word (``##at``; ``at`` in byte-level or SentencePiece vocabularies)."""
-    if token.startswith("##"):
-        return True
-    if token.startswith(("Ġ", "▁")):
-        return False
-    return type(tokenizer.backend_tokenizer.model).__name__ not in ("WordPiece", "WordLevel")
-
-
 def fvt_source_ids(target_tokenizer: Any, source_tokenizer: Any, target_id: int) -> list[int]:
     """FVT (Gee et al. 2022): the source ids the source tokenizer splits a target token's text into.
 
-    A token that continues a word starts with the source's continuation piece when a WordPiece
-    source has one (``at`` -> ``##at``, not the word ``at``).
+    Word-continuation tokens are split as plain text (``at`` -> ``at``, not ``##at``): measured on
+    MiniLM -> the demo kit's Dutch BPE, forcing ``##`` pieces dropped en-nl retrieval P@1 from
+    0.175 to 0.126.
 
     Example: target 'Ġkatten' -> text ' katten' -> source ['kat', '##ten'] -> their ids.
     """
@@ -213,11 +205,4 @@ def fvt_source_ids(target_tokenizer: Any, source_tokenizer: Any, target_id: int)
         text = text[2:] if text.startswith("##") else text
     if not text.strip() or "\ufffd" in text:  # a lone byte of a multi-byte character
         return []
-    ids = list(source_tokenizer(text, add_special_tokens=False)["input_ids"])
-    if ids and _continues_word(target_tokenizer, token) \
-            and type(source_tokenizer.backend_tokenizer.model).__name__ == "WordPiece":
-        first = source_tokenizer.convert_ids_to_tokens(ids[0])
-        inner = source_tokenizer.backend_tokenizer.token_to_id("##" + first)
-        if not first.startswith("##") and inner is not None:
-            ids[0] = inner
-    return ids
+    return list(source_tokenizer(text, add_special_tokens=False)["input_ids"])
