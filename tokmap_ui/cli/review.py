@@ -80,8 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="output file; its suffix picks the format")
     q.add_argument("--effective", action="store_true", help="write the map conversion/decoding should use "
                    "(rejected entries replaced as --rejected says) instead of the review file")
-    q.add_argument("--rejected", choices=("unmapped", "proposal"), default="unmapped",
+    q.add_argument("--rejected", choices=("unmapped", "proposal", "fallback-map"), default="unmapped",
                    help="with --effective: what replaces a rejected entry (default unmapped)")
+    q.add_argument("--fallback", help="with --effective: a token-map file whose entries replace rejected ones")
     q.add_argument("--queue", action="store_true", help="write the filtered review queue (.csv/.tsv) instead")
     _queue_flags(q)
 
@@ -208,7 +209,8 @@ def _parse_cli_sources(text: str) -> list[tuple[int, float]]:
     try:
         return [(sid, weight) for sid, _, weight in parse_sources(text.replace(",", "|"))]
     except ValueError as err:
-        raise ConfigError(f"--sources {text!r}: {err}. Fix: write id:weight pairs, e.g. \"2345:0.7,998:0.3\".") from None
+        raise ConfigError(f"--sources {text!r}: {err}. "
+                          "Fix: write id:weight pairs, e.g. \"2345:0.7,998:0.3\".") from None
 
 
 def _do_set(store, args: argparse.Namespace) -> None:
@@ -263,14 +265,19 @@ def _do_restore(store, args: argparse.Namespace) -> None:
 
 def _do_export(store, args: argparse.Namespace) -> None:
     from tokmap_ui.io.review_files import export_review, export_review_queue
+    from tokmap_ui.io.review_workspace import load_effective_map
     from tokmap_ui.io.tokenmaps import save_token_map
 
+    if args.effective:
+        token_map = load_effective_map(store, args.map_id, args.rejected, args.fallback)
+        path = save_token_map(token_map, args.out)
+        review = token_map.params["review"]
+        print(f"wrote the effective map of map {args.map_id} to {path} (as of event {review['as_of_event']}; "
+              f"rejected entries: {review['rejected']})")
+        return
     reviewed = _open(store, args.map_id)
     tokens = _source_tokens(store, reviewed, args.source_tokenizer)
-    if args.effective:
-        path = save_token_map(reviewed.effective_token_map(args.rejected), args.out)
-        what = "effective map"
-    elif args.queue:
+    if args.queue:
         items = _queue(store, reviewed, args, tokens)
         path, what = export_review_queue(reviewed, items, args.out, tokens), f"review queue ({len(items)} rows)"
     else:

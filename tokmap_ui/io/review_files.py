@@ -39,7 +39,7 @@ from tokmap_ui.errors import InputFileError, StaleEditError, TokenMapError
 from tokmap_ui.io.files import atomic_write_bytes, atomic_write_text, decode_text, require_file, sha256_file
 from tokmap_ui.io.tokenmaps import token_map_to_json
 from tokmap_ui.mapping.review import ReviewedMap
-from tokmap_ui.mapping.review_decision import Decision, decision_from_fields
+from tokmap_ui.mapping.review_decision import Decision, decision_from_fields, format_sources, parse_sources
 from tokmap_ui.mapping.review_queue import QueueItem
 from tokmap_ui.mapping.tokenmap import STATUSES, TokenMap
 from tokmap_ui.store import ReviewAction
@@ -47,8 +47,6 @@ from tokmap_ui.store import ReviewAction
 TABLE_COLUMNS = ("target_id", "token", "sources", "status", "comment", "reviewer", "version")
 QUEUE_INFO = ("rank", "priority", "frequency", "uncertainty", "method", "dictionary_backed", "conflict")
 _INFO = frozenset(QUEUE_INFO)
-_ESCAPES = {"\\": "\\\\", "|": "\\|", ":": "\\:", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_UNESCAPES = {"\\": "\\", "|": "|", ":": ":", "t": "\t", "n": "\n", "r": "\r"}
 MAX_REPORTED = 50  # row errors listed in a refusal message (all are in the report)
 
 
@@ -61,69 +59,6 @@ def file_kind(path: str | Path) -> str:
     raise InputFileError(path, "has an unknown review-file type", fix="name it .json, .json.gz, .csv or .tsv")
 
 
-# ---------------------------------------------------------------------------- sources cells
-def format_sources(sources: Sequence[tuple[int, float]], source_tokens: Sequence[str] | None = None) -> str:
-    """``2345:kat:0.71|998:cat:0.29`` (weights in shortest exact form).
-
-    Example:
-        >>> format_sources([(5, 0.5), (9, 0.25)], ["a"] * 5 + ["k|t"] + ["b"] * 4)
-        '5:k\\\\|t:0.5|9:b:0.25'
-    """
-    cells = []
-    for sid, weight in sources:
-        token = source_tokens[sid] if source_tokens is not None and 0 <= sid < len(source_tokens) else ""
-        cells.append(f"{sid}:{''.join(_ESCAPES.get(c, c) for c in token)}:{weight!r}")
-    return "|".join(cells)
-
-
-def parse_sources(cell: str) -> list[tuple[int, str | None, float]]:
-    """Parse a sources cell into ``(id, token or None, weight)``; raises ValueError with the reason.
-
-    Example:
-        >>> parse_sources("5:k\\\\|t:0.5|9:0.25|3")
-        [(5, 'k|t', 0.5), (9, None, 0.25), (3, None, 1.0)]
-    """
-    out: list[tuple[int, str | None, float]] = []
-    if not cell.strip():
-        return out
-    pairs, parts, current, escaped = [], [], [], False
-    for char in cell:
-        if escaped:
-            if char not in _UNESCAPES:
-                raise ValueError(f"unknown escape '\\{char}' (use \\\\, \\|, \\:, \\t, \\n, \\r)")
-            current.append(_UNESCAPES[char])
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        elif char == "|":
-            parts.append("".join(current))
-            pairs.append(parts)
-            parts, current = [], []
-        else:
-            current.append(char)
-    if escaped:
-        raise ValueError("ends with a lone backslash")
-    parts.append("".join(current))
-    pairs.append(parts)
-    for parts in pairs:
-        text = ":".join(parts)
-        if len(parts) > 3:
-            raise ValueError(f"'{text}' has too many ':' (escape ':' inside a token as '\\:')")
-        try:
-            sid = int(parts[0].strip())
-        except ValueError:
-            raise ValueError(f"'{text}' does not start with a source id") from None
-        try:
-            weight = float(parts[-1].strip()) if len(parts) > 1 else 1.0
-        except ValueError:
-            raise ValueError(f"'{text}' does not end with a weight") from None
-        out.append((sid, parts[1] if len(parts) == 3 else None, weight))
-    return out
-
-
 # ---------------------------------------------------------------------------- export
 def _row(reviewed: ReviewedMap, target_id: int, source_tokens: Sequence[str] | None) -> list[str]:
     entry, decision = reviewed.entry(target_id), reviewed.decision(target_id)
@@ -132,10 +67,13 @@ def _row(reviewed: ReviewedMap, target_id: int, source_tokens: Sequence[str] | N
 
 
 def _table_text(header: Sequence[str], rows: Sequence[Sequence[str]], kind: str) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t" if kind == "tsv" else ",", lineterminator="\n")
+    buffer, delimiter = io.StringIO(), "\t" if kind == "tsv" else ","
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    # QUOTE_MINIMAL only quotes the "\n" line end: a row holding a bare "\r" is quoted in full.
+    quoted = csv.writer(buffer, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(header)
-    writer.writerows(rows)
+    for row in rows:
+        (quoted if any("\r" in cell for cell in row) else writer).writerow(row)
     return buffer.getvalue()
 
 
@@ -238,7 +176,8 @@ def _read_table(path: Path, kind: str) -> tuple[list[str], list[tuple[int, dict[
         rows = [(number, dict(zip(header, cells))) for number, cells in enumerate(reader, start=2)
                 if any(cell.strip() for cell in cells)]
     except StopIteration:
-        raise InputFileError(path, "has no header row", fix=f"start with the header {','.join(TABLE_COLUMNS)}") from None
+        raise InputFileError(path, "has no header row",
+                             fix=f"start with the header {','.join(TABLE_COLUMNS)}") from None
     except csv.Error as err:
         raise InputFileError(path, f"is not a valid {kind.upper()} file ({err})", line=reader.line_num,
                              fix="save it again from the spreadsheet as UTF-8 " + kind.upper()) from None
@@ -252,7 +191,8 @@ def _read_json(path: Path, reviewed: ReviewedMap) -> tuple[list[str], list[tuple
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TokenMapError(path, f"is not UTF-8 JSON ({err})", fix="give a .json file written by `review export`") from None
+        raise TokenMapError(path, f"is not UTF-8 JSON ({err})",
+                            fix="give a .json file written by `review export`") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise TokenMapError(path, "is not a token-map file (no 'entries' list)", field="entries",
                             fix="give a .json file written by `review export`")
@@ -261,7 +201,8 @@ def _read_json(path: Path, reviewed: ReviewedMap) -> tuple[list[str], list[tuple
         if (got.get("vocab_size"), got.get("sha256")) != (want.vocab_size, want.sha256):
             raise TokenMapError(path, f"was made for another {side} vocabulary ('{got.get('name')}', "
                                 f"{got.get('vocab_size')} tokens) than map {reviewed.map_id} ('{want.name}', "
-                                f"{want.vocab_size} tokens)", field=side, fix="import it into the map it was exported from")
+                                f"{want.vocab_size} tokens)", field=side,
+                                fix="import it into the map it was exported from")
     review = (data.get("params") or {}).get("review") or {}
     rows = []
     for index, item in enumerate(data["entries"]):
@@ -341,8 +282,8 @@ def _check_row(reviewed: ReviewedMap, number: int, row: dict[str, Any], seen: di
     except ValueError:
         return RowError(number, "target_id", f"{raw_id!r} is not a target id", "write the token's id as a whole number")
     if not 0 <= target_id < len(reviewed):
-        return RowError(number, "target_id", f"{target_id} is outside the target vocabulary (ids 0..{len(reviewed) - 1})",
-                        "use the ids of the exported file")
+        return RowError(number, "target_id", f"{target_id} is outside the target vocabulary "
+                        f"(ids 0..{len(reviewed) - 1})", "use the ids of the exported file")
     if target_id in seen:
         return RowError(number, "target_id", f"target {target_id} also appears in row {seen[target_id]}",
                         "keep one row per target token")
@@ -356,12 +297,14 @@ def _check_row(reviewed: ReviewedMap, number: int, row: dict[str, Any], seen: di
     if row.get("sources") is not None:
         sources, problem = _row_sources(row["sources"], reviewed.base.source.vocab_size, source_tokens, kind)
         if problem:
-            return RowError(number, "sources", problem, "write sources as id:token:weight joined by '|', e.g. 5:kat:0.7")
+            return RowError(number, "sources", problem,
+                            "write sources as id:token:weight joined by '|', e.g. 5:kat:0.7")
     status = current.status
     if row.get("status") is not None:
         status = str(row["status"]).strip().lower() or "auto"
         if status not in STATUSES:
-            return RowError(number, "status", f"unknown status {row['status']!r}", f"use one of {', '.join(sorted(STATUSES))}")
+            return RowError(number, "status", f"unknown status {row['status']!r}",
+                            f"use one of {', '.join(sorted(STATUSES))}")
     comment = current.comment if row.get("comment") is None else str(row["comment"])
     if (sources, status, comment) == (current.sources, current.status, current.comment):
         return None

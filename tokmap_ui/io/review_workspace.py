@@ -80,7 +80,8 @@ def load_base_map(store: Store, map_id: int) -> TokenMap:
                          "Fix: restore the workspace folder from a backup, or register the map again.")
     if sha256_file(artifact.path) != artifact.sha256:
         raise StoreError(f"token map {map_id} ('{record.name}'): {artifact.path} changed after it was registered "
-                         "(its SHA-256 differs). Fix: restore the original file; to adopt a new map use `review rerun`.")
+                         "(its SHA-256 differs). Fix: restore the original file; to adopt a new map use "
+                         "`review rerun`.")
     return load_token_map(artifact.path)
 
 
@@ -107,6 +108,20 @@ def rerun_map(store: Store, map_id: int, path: str | Path, reviewer: str = RERUN
     artifact = _save_copy(store, record.project_id, path, {"entries": len(new_base.entries), **meta})
     store.set_token_map_artifact(map_id, artifact)
     return conflicts
+
+
+def load_effective_map(store: Store, map_id: int, rejected: str = "unmapped",
+                       fallback: str | Path | None = None) -> TokenMap:
+    """The reviewed map that conversion and CMC decoding should consume (see ``ReviewedMap.effective_token_map``).
+
+    Args:
+        rejected: ``unmapped`` (default), ``proposal``, or ``fallback-map`` (needs ``fallback``).
+        fallback: a token-map file whose entries replace rejected ones (e.g. an FVT or mean baseline).
+    """
+    other = None if fallback is None else load_token_map(fallback)
+    if other is not None and rejected == "unmapped":
+        rejected = "fallback-map"
+    return open_reviewed_map(store, map_id).effective_token_map(rejected, other)
 
 
 def map_tokenizer_paths(store: Store, map_id: int) -> dict[str, str | None]:

@@ -48,6 +48,7 @@ class ReviewedMap:
         self.map_id = self.record.id
         _check_fits(self.record, base)
         self.base = base
+        self.cache: dict[str, Any] = {}  # derived from ``base`` only (e.g. queue scores); cleared when it changes
         self._states: dict[int, EntryState] = {}
         self._decisions: dict[int, Decision] = {}
         self.last_event_id = 0
@@ -301,6 +302,7 @@ class ReviewedMap:
                 decision, basis=proposal, conflict={"previous": previous, "proposal": source_pairs(proposal)})))
         self.apply_decisions(reviewer, changes, batch=f"rerun-{self.last_event_id}-{len(changes)}")
         self.base = new_base
+        self.cache.clear()
         return [t for t, _, _ in changes]
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -191,3 +191,68 @@ def decision_from_fields(proposal: MapEntry, status: str, sources: Sources, comm
 
 
 _PINNING = frozenset({EntryStatus.APPROVED.value, EntryStatus.EDITED.value})
+
+
+# ---------------------------------------------------------------------------- sources as text
+_ESCAPES = {"\\": "\\\\", "|": "\\|", ":": "\\:", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "|": "|", ":": ":", "t": "\t", "n": "\n", "r": "\r"}
+def format_sources(sources: Sequence[tuple[int, float]], source_tokens: Sequence[str] | None = None) -> str:
+    """``2345:kat:0.71|998:cat:0.29`` (weights in shortest exact form).
+
+    Example:
+        >>> format_sources([(5, 0.5), (9, 0.25)], ["a"] * 5 + ["k|t"] + ["b"] * 4)
+        '5:k\\\\|t:0.5|9:b:0.25'
+    """
+    cells = []
+    for sid, weight in sources:
+        token = source_tokens[sid] if source_tokens is not None and 0 <= sid < len(source_tokens) else ""
+        cells.append(f"{sid}:{''.join(_ESCAPES.get(c, c) for c in token)}:{weight!r}")
+    return "|".join(cells)
+
+
+def parse_sources(cell: str) -> list[tuple[int, str | None, float]]:
+    """Parse a sources cell into ``(id, token or None, weight)``; raises ValueError with the reason.
+
+    Example:
+        >>> parse_sources("5:k\\\\|t:0.5|9:0.25|3")
+        [(5, 'k|t', 0.5), (9, None, 0.25), (3, None, 1.0)]
+    """
+    out: list[tuple[int, str | None, float]] = []
+    if not cell.strip():
+        return out
+    pairs, parts, current, escaped = [], [], [], False
+    for char in cell:
+        if escaped:
+            if char not in _UNESCAPES:
+                raise ValueError(f"unknown escape '\\{char}' (use \\\\, \\|, \\:, \\t, \\n, \\r)")
+            current.append(_UNESCAPES[char])
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        elif char == "|":
+            parts.append("".join(current))
+            pairs.append(parts)
+            parts, current = [], []
+        else:
+            current.append(char)
+    if escaped:
+        raise ValueError("ends with a lone backslash")
+    parts.append("".join(current))
+    pairs.append(parts)
+    for parts in pairs:
+        text = ":".join(parts)
+        if len(parts) > 3:
+            raise ValueError(f"'{text}' has too many ':' (escape ':' inside a token as '\\:')")
+        try:
+            sid = int(parts[0].strip())
+        except ValueError:
+            raise ValueError(f"'{text}' does not start with a source id") from None
+        try:
+            weight = float(parts[-1].strip()) if len(parts) > 1 else 1.0
+        except ValueError:
+            raise ValueError(f"'{text}' does not end with a weight") from None
+        out.append((sid, parts[1] if len(parts) == 3 else None, weight))
+    return out

@@ -140,12 +140,18 @@ def review_queue(reviewed: ReviewedMap, filters: QueueFilter = QueueFilter(), *,
     methods = set(f.method) if f.method else None
     needle = (f.search or "").strip().casefold()
     needle_id = int(needle) if needle.isdigit() else None
-    freq = None if frequencies is None else np.asarray(frequencies)
+    freq = None if frequencies is None else np.asarray(frequencies).tolist()
     decisions = reviewed.decisions()
+    base_scores = _base_scores(reviewed)
     rows = []
     for t in range(len(reviewed)):
         decision = decisions.get(t)
-        entry = reviewed.entry(t) if decision is not None else reviewed.base.entries[t]
+        if decision is None:
+            entry = reviewed.base.entries[t]
+            unsure, backed = base_scores[t]
+        else:
+            entry = reviewed.entry(t)
+            unsure, backed = uncertainty(entry), dictionary_backed(entry)
         if statuses is not None and entry.status not in statuses:
             continue
         if methods is not None and entry.method not in methods:
@@ -153,10 +159,8 @@ def review_queue(reviewed: ReviewedMap, filters: QueueFilter = QueueFilter(), *,
         conflict = decision.conflict if decision is not None else None
         if f.conflict is not None and (conflict is not None) != f.conflict:
             continue
-        backed = dictionary_backed(entry)
         if f.dictionary_backed is not None and backed != f.dictionary_backed:
             continue
-        unsure = uncertainty(entry)
         if f.low_confidence is not None and (unsure >= f.threshold) != f.low_confidence:
             continue
         if needle and needle_id != t and not _matches(entry, needle, source_tokens):
@@ -174,6 +178,13 @@ def review_queue(reviewed: ReviewedMap, filters: QueueFilter = QueueFilter(), *,
         items.append(QueueItem(rank, entry, state.version if state else 0, reviewer, count, unsure, priority,
                                backed, conflict))
     return items
+
+
+def _base_scores(reviewed: ReviewedMap) -> list[tuple[float, bool]]:
+    """``(uncertainty, dictionary_backed)`` of every generated entry, computed once per base map."""
+    if "queue_scores" not in reviewed.cache:
+        reviewed.cache["queue_scores"] = [(uncertainty(e), dictionary_backed(e)) for e in reviewed.base.entries]
+    return reviewed.cache["queue_scores"]
 
 
 def _matches(entry: MapEntry, needle: str, source_tokens: Sequence[str] | None) -> bool:
