@@ -165,35 +165,41 @@ def fvt_sources(target: Vocabulary, source: Vocabulary, source_tokenizer: Any,
                 ids: Sequence[int] | None = None) -> dict[int, list[int]]:
     """FVT: target id -> the source ids its text splits into (empty lists left out).
 
-    Word-start tokens are split as a word after a space; continuation tokens without one, and
-    a word-initial first piece is swapped for its continuation form (``at`` -> ``##at``).
-    Byte escapes (``<0xC3>``) are dropped: their text is not the token's text.
+    Word-start tokens are split by the source tokenizer as a word after a space. Continuation
+    tokens are split greedily (longest match first, as WordPiece does) into the source's
+    continuation tokens, so ``ten`` becomes ``##ten`` and never the word ``ten`` (a tokenizer
+    cannot be asked to split text as the middle of a word). Byte escapes (``<0xC3>``) are
+    dropped: their text is not the token's text.
     """
     ids = [i for i in (range(len(target)) if ids is None else ids) if not target.is_special[i] and target.canonical[i]]
-    texts = [_BYTE_ESCAPE.sub("", target.canonical[i]) for i in ids]
-    starts = [bool(target.starts_word[i]) for i in ids]
-    initial = [t for t, s in zip(texts, starts) if s and t]
-    inner = [t for t, s in zip(texts, starts) if not s and t]
-    initial_ids = iter(word_ids(source_tokenizer, source, initial))
-    inner_ids = iter(encode_batch(source_tokenizer, inner) if inner else [])
-    by_canonical = source.ids_by_canonical()
-    size = len(source)
-    out: dict[int, list[int]] = {}
-    for i, text, start in zip(ids, texts, starts):
-        if not text:
-            continue
-        if start:
-            pieces = next(initial_ids)
-        else:
-            pieces = [p for p in next(inner_ids) if p < size and not source.is_special[p]]
-            if pieces and source.starts_word[pieces[0]]:
-                inner_form = [j for j in by_canonical.get((source.canonical[pieces[0]], False), ())
-                              if not source.is_special[j]]
-                if inner_form:
-                    pieces[0] = inner_form[0]
-        if pieces:
-            out[i] = pieces
+    texts = {i: _BYTE_ESCAPE.sub("", target.canonical[i]) for i in ids}
+    initial = [i for i in ids if target.starts_word[i] and texts[i]]
+    out = {i: pieces for i, pieces in zip(initial, word_ids(source_tokenizer, source, [texts[i] for i in initial]))
+           if pieces}
+    inner_index = {text: i for (text, start), group in source.ids_by_canonical().items() if not start and text
+                   for i in group[:1] if not source.is_special[i]}
+    longest = max(map(len, inner_index), default=0)
+    for i in ids:
+        if not target.starts_word[i] and texts[i]:
+            pieces = _greedy(texts[i], inner_index, longest)
+            if pieces:
+                out[i] = pieces
     return out
+
+
+def _greedy(text: str, index: dict[str, int], longest: int) -> list[int]:
+    """Longest-match-first split of ``text`` into ``index`` entries; characters nothing covers are skipped."""
+    pieces, pos = [], 0
+    while pos < len(text):
+        for length in range(min(longest, len(text) - pos), 0, -1):
+            j = index.get(text[pos:pos + length])
+            if j is not None:
+                pieces.append(j)
+                pos += length
+                break
+        else:
+            pos += 1
+    return pieces
 
 
 def neighbour_candidates(source: Vocabulary) -> np.ndarray:
