@@ -1,17 +1,18 @@
 """Source and target tokens in one 2-D map: faiss cosine kNN, then UMAP (or PCA), cached.
 
-The "Map & explore" tab draws every token of both vocabularies as a point. Both sets of vectors
-must live in the same space (e.g. the source embedding rows and the converted target rows), so
-one layout of their union shows which target tokens sit near which source tokens.
+Both sets of vectors must live in one space (e.g. source embedding rows and converted target
+rows), so one layout of their union shows which target tokens sit near which source tokens.
 
 Pipeline (``method="umap"``): L2-normalise, exact (``IndexFlatIP``) or HNSW cosine kNN with faiss,
 then ``umap.UMAP(precomputed_knn=...)`` so UMAP skips its own NN-descent. ``method="pca"`` is the
-fast fallback (two principal axes; seconds at 100k points) for tests and a first look. Results are
-cached by a hash of the input bytes and the config (``tokmap_ui.io.cache``): an unchanged input is
-never laid out twice, and the kNN graph is cached on its own so a new ``min_dist`` reuses it.
+fast fallback (seconds at 100k points) for tests and a first look. Results are cached by a hash
+of the input bytes and config (``tokmap_ui.io.cache``); the kNN graph is cached on its own, so a
+new ``min_dist`` reuses it.
 
-Numba compiles UMAP on first use in each process (12-35 s here): :func:`warm_up_umap` does it
-early, in a background thread at app start, with ``NUMBA_CACHE_DIR`` inside the workspace.
+Neighbour search (``cosine_knn``, ``NeighbourIndex``, ``nearest_neighbours``) lives in
+``tokmap_ui.neighbours`` and is re-exported here. Numba compiles UMAP on first use in each
+process (12-35 s here): :func:`warm_up_umap` does it early, in a background thread at app start,
+with ``NUMBA_CACHE_DIR`` inside the workspace.
 
 Example:
     >>> import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 
 from tokmap_ui.errors import ConfigError
 from tokmap_ui.io.cache import ArrayCache, content_hash, default_cache_root
+from tokmap_ui.neighbours import NeighbourIndex, as_matrix, cosine_knn, l2_normalised, nearest_neighbours
 
 SOURCE, TARGET = 0, 1
 SIDE_NAMES = ("source", "target")
@@ -85,16 +87,15 @@ class ProjectionConfig:
         except ValueError:
             raise ConfigError(f"projection method {self.method!r} is unknown; choose one of "
                               f"{[m.value for m in ProjectionMethod]}") from None
-        if not 2 <= self.n_neighbors <= 200:
-            raise ConfigError(f"n_neighbors={self.n_neighbors} is out of range; choose 2-200 (15 is usual)")
-        if not 0.0 <= self.min_dist < 1.0:
-            raise ConfigError(f"min_dist={self.min_dist} is out of range; choose 0.0-0.99 (0.1 is usual)")
-        if self.init not in ("spectral", "random"):
-            raise ConfigError(f"init={self.init!r} is unknown; choose 'spectral' or 'random'")
-        if self.n_epochs is not None and self.n_epochs < 1:
-            raise ConfigError(f"n_epochs={self.n_epochs} must be positive (or None for UMAP's default)")
-        if self.exact_knn_max < 0 or self.hnsw_m < 4 or self.hnsw_ef_search < 1:
-            raise ConfigError("exact_knn_max must be >= 0, hnsw_m >= 4 and hnsw_ef_search >= 1")
+        for ok, problem in [
+                (2 <= self.n_neighbors <= 200, f"n_neighbors={self.n_neighbors}: choose 2-200 (15 is usual)"),
+                (0.0 <= self.min_dist < 1.0, f"min_dist={self.min_dist}: choose 0.0-0.99 (0.1 is usual)"),
+                (self.init in ("spectral", "random"), f"init={self.init!r}: choose 'spectral' or 'random'"),
+                (self.n_epochs is None or self.n_epochs >= 1, f"n_epochs={self.n_epochs}: must be positive"),
+                (self.exact_knn_max >= 0 and self.hnsw_m >= 4 and self.hnsw_ef_search >= 1,
+                 "exact_knn_max must be >= 0, hnsw_m >= 4 and hnsw_ef_search >= 1")]:
+            if not ok:
+                raise ConfigError(f"projection setting {problem}")
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that change the coordinates (the cache key)."""
@@ -145,132 +146,6 @@ class Projection:
         return np.where(sorted_ids[pos] == wanted, rows[order][pos], -1).astype(np.int64)
 
 
-# ---------------------------------------------------------------- inputs and neighbours
-
-def _as_matrix(vectors: Any, name: str) -> np.ndarray:
-    """(N, D) float32 C-contiguous copy-if-needed of a numpy array or torch tensor."""
-    if hasattr(vectors, "detach"):
-        vectors = vectors.detach().cpu().float().numpy()
-    arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-    if arr.ndim != 2:
-        raise ConfigError(f"{name} must be a 2-D (tokens, dims) matrix, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ConfigError(f"{name} row {row} has NaN or infinite values; fix or drop that token's "
-                          "vector (a diverged training run?)")
-    return arr
-
-
-def l2_normalised(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32, a new array."""
-    out = np.array(vectors, dtype=np.float32, order="C", copy=True)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)  # (N, 1)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import faiss
-
-        faiss.omp_set_num_threads(int(threads))
-
-
-def _faiss_index(unit: np.ndarray, exact: bool, config: ProjectionConfig):
-    import faiss
-
-    dim = unit.shape[1]
-    if exact:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 64
-        index.hnsw.efSearch = max(config.hnsw_ef_search, config.n_neighbors * 2)
-    index.add(unit)
-    return index
-
-
-def cosine_knn(unit: np.ndarray, k: int, config: ProjectionConfig = ProjectionConfig()
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Self-kNN of unit rows: ``(indices (N, k) int64, cosine distances (N, k) float32)``.
-
-    Column 0 is always the point itself at distance 0, as UMAP's ``precomputed_knn`` requires
-    (faiss may list an exact duplicate first). Missing HNSW hits are -1, which UMAP skips.
-    """
-    n = unit.shape[0]
-    index = _faiss_index(unit, exact=n <= config.exact_knn_max, config=config)
-    sims, idx = index.search(unit, k)  # (N, k) each
-    rows = np.arange(n, dtype=np.int64)[:, None]
-    not_self = idx != rows
-    order = np.argsort(~not_self, axis=1, kind="stable")[:, : k - 1]  # non-self hits, in rank order
-    rest_idx = np.take_along_axis(idx, order, axis=1)
-    rest_dist = np.clip(1.0 - np.take_along_axis(sims, order, axis=1), 0.0, 2.0)
-    rest_dist[rest_idx < 0] = 2.0
-    indices = np.hstack([rows, rest_idx]).astype(np.int64)
-    dists = np.hstack([np.zeros((n, 1), np.float32), rest_dist]).astype(np.float32)
-    return indices, dists
-
-
-class NeighbourIndex:
-    """Cosine nearest neighbours among a fixed set of vectors (the explorer's entry panel).
-
-    Build once per vocabulary (normalising 50k x 384 takes ~0.1 s), then query per click.
-
-    Example:
-        >>> import numpy as np
-        >>> index = NeighbourIndex(np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32))
-        >>> ids, sims = index.search([0], k=1)
-        >>> ids.tolist()
-        [[1]]
-    """
-
-    def __init__(self, vectors: Any):
-        self.unit = l2_normalised(_as_matrix(vectors, "vectors"))  # (N, D)
-        self.index = _faiss_index(self.unit, exact=True, config=ProjectionConfig())
-
-    def __len__(self) -> int:
-        return self.unit.shape[0]
-
-    def search(self, query_ids: Any, k: int, exclude_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Neighbours of rows ``query_ids``: ``(ids (Q, k) int64, cosine similarities (Q, k))``.
-
-        Rows with fewer than k other points are padded with id -1 and similarity -inf.
-        """
-        query_ids = np.asarray(query_ids, dtype=np.int64).reshape(-1)
-        if query_ids.size and (query_ids.min() < 0 or query_ids.max() >= len(self)):
-            raise ConfigError(f"token id {int(query_ids.max())} is outside 0-{len(self) - 1}")
-        ids, sims = self.search_vectors(self.unit[query_ids], k + int(exclude_self), normalise=False)
-        if not exclude_self:
-            return ids, sims
-        keep = ids != query_ids[:, None]  # drop each query itself, wherever it ranked
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
-        dropped = ~np.take_along_axis(keep, order, 1)  # a row whose k+1 hits were all itself
-        ids[dropped], sims[dropped] = -1, -np.inf
-        return ids, sims
-
-    def search_vectors(self, queries: Any, k: int, normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Neighbours of arbitrary query vectors (e.g. a target token among source tokens)."""
-        queries = _as_matrix(queries, "queries")
-        if normalise:
-            queries = l2_normalised(queries)
-        k = max(1, int(k))
-        sims, ids = self.index.search(queries, min(k, len(self)))  # (Q, k)
-        if k > len(self):
-            pad = k - len(self)
-            ids = np.hstack([ids, np.full((len(queries), pad), -1)])
-            sims = np.hstack([sims, np.full((len(queries), pad), -np.inf, np.float32)])
-        sims[ids < 0] = -np.inf
-        return ids.astype(np.int64), sims.astype(np.float32)
-
-
-def nearest_neighbours(vectors: Any, query_ids: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine kNN of rows ``query_ids`` among ``vectors`` (self excluded); see NeighbourIndex."""
-    return NeighbourIndex(vectors).search(query_ids, k)
-
-
-# ---------------------------------------------------------------- layouts
-
 def configure_numba() -> str:
     """Point numba's on-disk JIT cache into the workspace (before umap/numba is imported)."""
     cache_dir = os.environ.get("NUMBA_CACHE_DIR")
@@ -298,7 +173,8 @@ def _umap_layout(unit: np.ndarray, config: ProjectionConfig, cache: ArrayCache |
     else:
         kind = "exact" if n <= config.exact_knn_max else "HNSW"
         progress(0.05, f"{kind} cosine kNN of {n:,} points (k={k})")
-        indices, dists = cosine_knn(unit, k, config)
+        indices, dists = cosine_knn(unit, k, exact=n <= config.exact_knn_max, hnsw_m=config.hnsw_m,
+                                    ef_search=config.hnsw_ef_search)
         if cache:
             cache.put("knn", knn_key, {"indices": indices.astype(np.int32), "dists": dists})
     timings["knn_s"] = time.perf_counter() - start
@@ -333,8 +209,7 @@ def _pca_layout(unit: np.ndarray, config: ProjectionConfig, cache: ArrayCache | 
         torch.manual_seed(config.seed if config.seed is not None else 0)
         _, _, axes = torch.pca_lowrank(data, q=q, center=True, niter=4)  # axes (D, q)
     coords = ((data - data.mean(0)) @ axes[:, :2]).numpy()  # (N, 2)
-    if coords.shape[1] < 2:  # D == 1
-        coords = np.hstack([coords, np.zeros((coords.shape[0], 2 - coords.shape[1]), np.float32)])
+    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))  # D == 1 gives one axis
     # An axis's sign is arbitrary: make each axis's largest |coordinate| positive for stable pictures.
     signs = np.sign(coords[np.abs(coords).argmax(0), np.arange(2)])
     coords = coords * np.where(signs == 0, 1, signs)
@@ -376,8 +251,8 @@ def project_tokens(source_vectors: Any, target_vectors: Any, config: ProjectionC
         A Projection: coords (N_s + N_t, 2) float32, source rows first.
     """
     report = progress or (lambda fraction, message: None)
-    source = _as_matrix(source_vectors, "source_vectors")
-    target = _as_matrix(target_vectors, "target_vectors")
+    source = as_matrix(source_vectors, "source_vectors")
+    target = as_matrix(target_vectors, "target_vectors")
     if source.shape[1] != target.shape[1]:
         raise ConfigError(f"source vectors have {source.shape[1]} dimensions but target vectors "
                           f"{target.shape[1]}; project vectors from one embedding space")
@@ -398,7 +273,10 @@ def project_tokens(source_vectors: Any, target_vectors: Any, config: ProjectionC
         return Projection(hit["coords"], sides, ids, key, config.method.value, timings, from_cache=True)
 
     unit = l2_normalised(np.concatenate([source, target]))  # (N, D)
-    _set_threads(config.threads)
+    if config.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(int(config.threads))
     if unit.shape[0] < 4:  # too few points for a neighbour graph: a spread-out line is honest
         coords = np.stack([np.arange(unit.shape[0], dtype=np.float32), np.zeros(unit.shape[0], np.float32)], 1)
     else:
@@ -413,12 +291,8 @@ def project_tokens(source_vectors: Any, target_vectors: Any, config: ProjectionC
 
 
 def warm_up_umap(n_points: int = 300, config: ProjectionConfig = ProjectionConfig()) -> float:
-    """Compile UMAP's numba functions now (call in a background thread at app start); seconds taken.
-
-    Example:
-        >>> import threading
-        >>> threading.Thread(target=warm_up_umap, daemon=True).start()  # doctest: +SKIP
-    """
+    """Compile UMAP's numba functions now; seconds taken. At app start, in a background thread:
+    ``threading.Thread(target=warm_up_umap, daemon=True).start()``."""
     start = time.perf_counter()
     rng = np.random.default_rng(0)
     unit = l2_normalised(rng.normal(size=(n_points, 16)).astype(np.float32))
@@ -426,3 +300,8 @@ def warm_up_umap(n_points: int = 300, config: ProjectionConfig = ProjectionConfi
                             seed=config.seed, n_epochs=10)
     _umap_layout(unit, warm, None, lambda fraction, message: None, {})
     return time.perf_counter() - start
+
+
+__all__ = ["LAYOUTS", "SIDE_NAMES", "SOURCE", "TARGET", "NeighbourIndex", "Projection", "ProjectionConfig",
+           "ProjectionMethod", "configure_numba", "cosine_knn", "l2_normalised", "nearest_neighbours",
+           "project_tokens", "warm_up_umap"]
