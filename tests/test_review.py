@@ -277,6 +277,11 @@ def test_view_and_restore_an_earlier_state_then_undo_the_restore(tmp_path):
         rm.reset(2, "ana")
         assert rm.reviewed_token_map(as_of=mark) == then  # view without changing anything
         assert rm.reviewed_token_map() != then
+        view = open_reviewed_map(store, map_id, as_of=mark)
+        assert view.reviewed_token_map() == then and review_progress(view).by_status["edited"] == 1
+        assert view.version(1) == 1 and view.refresh() == set()
+        with pytest.raises(StoreError, match="read-only view"):
+            view.flag(3, "carl")
         assert rm.restore(mark, "carl") == 3
         assert rm.reviewed_token_map() == then
         restores = [e for e in rm.history() if e.action == "restore"]
@@ -456,6 +461,8 @@ def test_cli_review_round(tmp_path, cli):
     assert code == 0 and "imported 1 changed entries" in out
     code, out, _ = cli("progress", 1, "--json")
     assert json.loads(out)["by_status"]["approved"] == 1
+    code, out, _ = cli("progress", 1, "--json", "--as-of", 1)
+    assert json.loads(out)["by_status"] == {"auto": 39, "approved": 1, "edited": 0, "rejected": 0, "flagged": 0}
     assert cli("export", 1, "--out", tmp_path / "q.tsv", "--queue", "--limit", 5)[0] == 0
     assert len((tmp_path / "q.tsv").read_text().splitlines()) == 6
     assert cli("set", 1, 5, "--status", "rejected", "--reviewer", "ana")[0] == 0

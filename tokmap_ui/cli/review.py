@@ -103,6 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("progress", help="reviewed/total per status, conflicts, reviewers")
     q.add_argument("map_id", type=int)
+    q.add_argument("--as-of", type=int, help="progress as it was just after this event")
     q.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_review)
 
@@ -122,6 +123,7 @@ def _queue_flags(q: argparse.ArgumentParser) -> None:
                                   "(needs the target tokenizer given at register or --target-tokenizer)")
     q.add_argument("--target-tokenizer", help="target tokenizer for --text")
     q.add_argument("--source-tokenizer", help="source tokenizer, to show and search source tokens")
+    q.add_argument("--as-of", type=int, help="show the decisions as they were just after this event (`history`)")
 
 
 def run_review(args: argparse.Namespace) -> int:
@@ -131,10 +133,10 @@ def run_review(args: argparse.Namespace) -> int:
         return int(_ACTIONS[args.review_command](store, args) or 0)
 
 
-def _open(store, map_id: int):
+def _open(store, map_id: int, as_of: int | None = None):
     from tokmap_ui.io.review_workspace import open_reviewed_map
 
-    return open_reviewed_map(store, map_id)
+    return open_reviewed_map(store, map_id, as_of)
 
 
 def _source_tokens(store, reviewed, spec: str | None, *, remembered: bool = True):
@@ -186,7 +188,7 @@ def _do_maps(store, args: argparse.Namespace) -> None:
 def _do_list(store, args: argparse.Namespace) -> None:
     from tokmap_ui.io.review_files import format_sources
 
-    reviewed = _open(store, args.map_id)
+    reviewed = _open(store, args.map_id, args.as_of)
     tokens = _source_tokens(store, reviewed, args.source_tokenizer, remembered=False)
     for item in _queue(store, reviewed, args, tokens):
         e = item.entry
@@ -269,13 +271,13 @@ def _do_export(store, args: argparse.Namespace) -> None:
     from tokmap_ui.io.tokenmaps import save_token_map
 
     if args.effective:
-        token_map = load_effective_map(store, args.map_id, args.rejected, args.fallback)
+        token_map = load_effective_map(store, args.map_id, args.rejected, args.fallback, args.as_of)
         path = save_token_map(token_map, args.out)
         review = token_map.params["review"]
         print(f"wrote the effective map of map {args.map_id} to {path} (as of event {review['as_of_event']}; "
               f"rejected entries: {review['rejected']})")
         return
-    reviewed = _open(store, args.map_id)
+    reviewed = _open(store, args.map_id, args.as_of)
     tokens = _source_tokens(store, reviewed, args.source_tokenizer)
     if args.queue:
         items = _queue(store, reviewed, args, tokens)
@@ -308,7 +310,7 @@ def _do_rerun(store, args: argparse.Namespace) -> None:
 def _do_progress(store, args: argparse.Namespace) -> None:
     from tokmap_ui.mapping.review_queue import review_progress
 
-    progress = review_progress(_open(store, args.map_id))
+    progress = review_progress(_open(store, args.map_id, args.as_of))
     if args.json:
         json.dump(progress.to_dict(), sys.stdout, ensure_ascii=False)
         print()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,6 +72,12 @@ def register_map_file(store: Store, path: str | Path, project: str | int, *, nam
                                source=token_map.source.to_dict(), name=name or default)
 
 
+# Parsed base maps by content hash (at most two): the UI re-opens a map on every request, and a
+# TokenMap is immutable, so sharing one is safe. The file's hash is still checked on each open.
+_BASES: OrderedDict[str, TokenMap] = OrderedDict()
+_BASES_KEPT = 2
+
+
 def load_base_map(store: Store, map_id: int) -> TokenMap:
     """The generated map a stored map is based on, after checking its file still has its hash."""
     record = store.get_token_map(map_id)
@@ -82,12 +89,19 @@ def load_base_map(store: Store, map_id: int) -> TokenMap:
         raise StoreError(f"token map {map_id} ('{record.name}'): {artifact.path} changed after it was registered "
                          "(its SHA-256 differs). Fix: restore the original file; to adopt a new map use "
                          "`review rerun`.")
-    return load_token_map(artifact.path)
+    if artifact.sha256 in _BASES:
+        _BASES.move_to_end(artifact.sha256)
+        return _BASES[artifact.sha256]
+    token_map = load_token_map(artifact.path)
+    _BASES[artifact.sha256] = token_map
+    while len(_BASES) > _BASES_KEPT:
+        _BASES.popitem(last=False)
+    return token_map
 
 
-def open_reviewed_map(store: Store, map_id: int) -> ReviewedMap:
-    """The reviewed map (generated base + every decision) of a stored map."""
-    return ReviewedMap(store, map_id, load_base_map(store, map_id))
+def open_reviewed_map(store: Store, map_id: int, as_of: int | None = None) -> ReviewedMap:
+    """The reviewed map (generated base + every decision) of a stored map; ``as_of`` = a read-only past view."""
+    return ReviewedMap(store, map_id, load_base_map(store, map_id), as_of=as_of)
 
 
 def rerun_map(store: Store, map_id: int, path: str | Path, reviewer: str = RERUN_REVIEWER) -> list[int]:
@@ -111,17 +125,18 @@ def rerun_map(store: Store, map_id: int, path: str | Path, reviewer: str = RERUN
 
 
 def load_effective_map(store: Store, map_id: int, rejected: str = "unmapped",
-                       fallback: str | Path | None = None) -> TokenMap:
+                       fallback: str | Path | None = None, as_of: int | None = None) -> TokenMap:
     """The reviewed map that conversion and CMC decoding should consume (see ``ReviewedMap.effective_token_map``).
 
     Args:
         rejected: ``unmapped`` (default), ``proposal``, or ``fallback-map`` (needs ``fallback``).
         fallback: a token-map file whose entries replace rejected ones (e.g. an FVT or mean baseline).
+        as_of: use the decisions as they were just after this event.
     """
     other = None if fallback is None else load_token_map(fallback)
     if other is not None and rejected == "unmapped":
         rejected = "fallback-map"
-    return open_reviewed_map(store, map_id).effective_token_map(rejected, other)
+    return open_reviewed_map(store, map_id, as_of).effective_token_map(rejected, other)
 
 
 def map_tokenizer_paths(store: Store, map_id: int) -> dict[str, str | None]:

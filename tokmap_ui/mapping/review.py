@@ -36,13 +36,17 @@ RERUN_REVIEWER = "tokmap-rerun"  # who records the conflict events of a re-run u
 class ReviewedMap:
     """One stored token map under review: its generated base, every entry's decision and version.
 
+    One object per reviewer session (it is not locked for use by several threads at once).
+
     Args:
         store: the open workspace.
-        map_id: a ``token_maps`` row (see :func:`tokmap_ui.io.review_files.register_map_file`).
+        map_id: a ``token_maps`` row (see :func:`tokmap_ui.io.review_workspace.register_map_file`).
         base: the generated map that row points at (loaded by ``io``; algorithms take objects).
+        as_of: an event id: a read-only view of the decisions just after that event (0 = before
+            any review); writes are refused, :meth:`restore` on a live object brings it back.
     """
 
-    def __init__(self, store: Store, map_id: int, base: TokenMap):
+    def __init__(self, store: Store, map_id: int, base: TokenMap, as_of: int | None = None):
         self.store = store
         self.record = store.get_token_map(map_id)
         self.map_id = self.record.id
@@ -52,8 +56,11 @@ class ReviewedMap:
         self._states: dict[int, EntryState] = {}
         self._decisions: dict[int, Decision] = {}
         self.last_event_id = 0
-        for state in store.entry_states(self.map_id).values():
+        self.as_of = None if as_of is None else int(as_of)
+        for state in store.entry_states(self.map_id, as_of=self.as_of).values():
             self._put(state)
+        if self.as_of is not None:
+            self.last_event_id = self.as_of
 
     # ------------------------------------------------------------------ reading
     def _put(self, state: EntryState) -> None:
@@ -67,7 +74,9 @@ class ReviewedMap:
 
     def refresh(self) -> set[int]:
         """Read events other sessions committed since the last read; return the changed target ids."""
-        changed = set()
+        changed: set[int] = set()
+        if self.as_of is not None:  # a view of the past does not move
+            return changed
         for event in self.store.map_events(self.map_id, since=self.last_event_id):
             self._put(EntryState(self.map_id, event.target_id, event.entry_version, event.after, event.id,
                                  event.reviewer, event.time))
@@ -166,6 +175,9 @@ class ReviewedMap:
         return self._write(reviewer, edits, batch)
 
     def _write(self, reviewer: str, edits: list[MapEdit], batch: str | None = None) -> list[int]:
+        if self.as_of is not None:
+            raise StoreError(f"this is a read-only view of token map {self.map_id} as of event {self.as_of}. "
+                             "Fix: open the map itself to change it, or restore that state first.")
         if not edits:
             return []
         try:
