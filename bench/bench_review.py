@@ -131,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             timed("import the CSV back (no change)", lambda: import_review(reviewed, path, "bench"))
             timed("export JSON", lambda: export_review(reviewed, folder / "d.json"))
             timed("undo the last edit", lambda: reviewed.undo("bench"))
+            path = export_review(reviewed, folder / "d2.csv")
+            lines = path.read_bytes().decode("utf-8").split("\n")
+            for i in range(1, 5_001):  # a reviewer flags 5,000 rows in a spreadsheet
+                cells = lines[i].split(",")
+                cells[3] = "flagged"
+                lines[i] = ",".join(cells)
+            path.write_bytes("\n".join(lines).encode("utf-8"))
+            report = timed("import a CSV changing 5,000 rows (one batch)", lambda: import_review(reviewed, path, "ed"))
+            assert len(report.changed) >= 4_000, report.to_text()
+            timed("undo that import (one batch)", lambda: reviewed.undo("ed"))
     return 0
 
 

@@ -207,7 +207,7 @@ class ReviewedMap:
         while candidates:
             last = candidates[-1]
             group = [e for e in candidates if e.batch == last.batch] if last.batch else [last]
-            blocker = next((b for b in map(self._superseded_by, group) if b is not None), None)
+            blocker = self._superseded_by(group)
             if blocker is None:
                 firsts: dict[int, MapEvent] = {}
                 for event in group:  # an entry changed twice in one batch goes back to before the batch
@@ -221,15 +221,21 @@ class ReviewedMap:
                     f"token map {self.map_id}, entry {blocker.target_id}: {blocker.describe()} after your "
                     "change, so undoing yours would overwrite it. Nothing was written. Fix: change the entry "
                     "directly, or undo with skip-superseded to revert your previous change instead.")
-            candidates = [e for e in candidates if e not in group]
+            taken = {e.id for e in group}
+            candidates = [e for e in candidates if e.id not in taken]
         raise StoreError(f"{reviewer} has nothing left to undo on token map {self.map_id}. "
                          "Fix: check the reviewer name (`review history`).")
 
-    def _superseded_by(self, event: MapEvent) -> MapEvent | None:
-        """The first later event on the same entry by another reviewer that is still in effect, if any."""
-        later = self.store.map_events(self.map_id, since=event.id, target_id=event.target_id)
+    def _superseded_by(self, group: list[MapEvent]) -> MapEvent | None:
+        """The first later event on an entry of ``group`` by another reviewer that is still in effect."""
+        first = {}
+        for event in group:
+            first.setdefault(event.target_id, event)
+        later = [e for e in self.store.map_events(self.map_id, since=group[0].id)
+                 if e.target_id in first and e.id > first[e.target_id].id]  # one query, even for a big import
         undone = {e.ref_event_id for e in later if e.action == ReviewAction.UNDO.value}
-        return next((e for e in later if e.reviewer != event.reviewer and e.action != ReviewAction.UNDO.value
+        reviewer = group[0].reviewer
+        return next((e for e in later if e.reviewer != reviewer and e.action != ReviewAction.UNDO.value
                      and e.id not in undone), None)
 
     def decisions_as_of(self, event_id: int) -> dict[int, Decision]:
