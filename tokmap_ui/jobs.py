@@ -9,6 +9,14 @@ in the store, and records the final status. No daemon: whoever looks at the jobs
 timer, ``tokmap jobs list``) calls :func:`refresh`, which notices dead processes and starts
 queued jobs — one GPU job at a time, ``max_cpu`` CPU jobs at a time.
 
+What the UI reads from ``store.get_job(id).progress`` (all optional until the events arrive):
+the ``start`` fields (``total_steps``, ``start_step``, ...), the latest ``step`` fields
+(``step``, ``loss``, ``lr``, ``tokens_per_s``, ``eta_s``), ``losses`` = ``[[step, loss], ...]``
+(thinned to at most 1000 points), ``evals`` = ``[[step, loss_per_byte, loss_per_token], ...]``,
+``last_eval`` (the whole eval event), ``checkpoint_step``, ``done`` and ``attempt`` (1, then
++1 per resume). ``job.checkpoint`` is the newest checkpoint, ``job.artifacts`` a list of
+``{"path", "kind"}``, ``job.error`` the command's one-line error when it failed.
+
 Example:
     >>> job_id = start_job(store, "finetune", ["finetune", "--model", "m", ...])   # doctest: +SKIP
     >>> refresh(store); store.get_job(job_id).progress["step"]                     # doctest: +SKIP

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -157,13 +158,17 @@ def batch_indices(micro_step: int, batch: int, n_items: int, seed: int, rank: in
         True
     """
     start = (micro_step * world + rank) * batch
-    out, cache = [], {}
+    out = []
     for position in range(start, start + batch):
         epoch, offset = divmod(position, n_items)
-        if epoch not in cache:
-            cache[epoch] = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        out.append(int(cache[epoch][offset]))
+        out.append(int(_epoch_order(n_items, seed, epoch)[offset]))
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n_items: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of one epoch (cached: a shuffle of a million blocks costs milliseconds)."""
+    return torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
 
 
 def _schedule(total: int, warmup: int) -> Callable[[int], float]:
