@@ -14,6 +14,7 @@ from tokmap_ui.cmc.combine import Centre, DeltaShift, index_from_token_map
 from tokmap_ui.cmc.decode import CmcPair, GenerateConfig, encode_prompt, sample
 from tokmap_ui.cmc.evaluate import evaluate_cmc
 from tokmap_ui.cmc.explain import explain_step, format_explanation
+from tokmap_ui.cmc.fastlm import FastLM, make_runner, supported
 from tokmap_ui.cmc.runner import CachedLM
 from tokmap_ui.cmc.sync import DeltaTokens, Detokenizer, last_stable_boundary
 from tokmap_ui.errors import ConfigError, TokenMapError
@@ -122,10 +123,12 @@ def test_detokenizer_keeps_leading_spaces_and_waits_for_whole_characters():
 
 # ---------------------------------------------------------------- KV cache with rollback
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_cached_lm_with_rollbacks_equals_a_fresh_forward(family):
-    model, _ = tiny_pair(family)
-    lm = CachedLM(model, pad_id=0)
+@pytest.mark.parametrize("family,runner", [("gpt2", CachedLM), ("llama", CachedLM), ("gpt2", FastLM),
+                                           ("llama", FastLM)])
+def test_cached_runners_with_rollbacks_equal_a_fresh_forward(family, runner):
+    model, _ = tiny_pair(family)  # the tiny Llama has grouped-query attention (2 heads, 1 KV head)
+    assert supported(model)
+    lm = runner(model, pad_id=0)
     rng = random.Random(1)
     lm.start([[rng.randrange(3, 300) for _ in range(n)] for n in (3, 6, 1)])
     for _ in range(8):
@@ -136,6 +139,20 @@ def test_cached_lm_with_rollbacks_equals_a_fresh_forward(family):
             with torch.no_grad():
                 fresh = model(torch.tensor([ids])).logits[0, -1]
             assert torch.allclose(fresh, last[r], atol=1e-5)
+
+
+def test_fast_runner_only_for_models_it_reproduces():
+    model, _ = tiny_pair("bert")
+    assert not supported(model)
+    gpt2, _ = tiny_pair("gpt2")
+    assert isinstance(make_runner(gpt2), FastLM)
+    gpt2.train()
+    assert type(make_runner(gpt2)) is CachedLM  # dropout active: use the model's own forward
+    gpt2.eval()
+    lm = FastLM(gpt2, head_dtype=torch.bfloat16)
+    last = lm.start([[5, 6, 7]])
+    with torch.no_grad():
+        assert torch.allclose(last[0], gpt2(torch.tensor([[5, 6, 7]])).logits[0, -1], atol=0.05)
 
 
 # ---------------------------------------------------------------- decoding

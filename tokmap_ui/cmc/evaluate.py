@@ -75,9 +75,9 @@ class CmcEvalReport:
     def to_text(self) -> str:
         lines = [f"alpha {self.alpha:g}, delta mapping: {self.mapping.get('kind', 'none')} "
                  f"({self.mapping.get('mapped_host_tokens', '-')} host tokens mapped)",
-                 f"{'set':<10} {'texts':>6} {'bytes':>9}  {'host':>8} {'host+delta':>10} {'change':>8}  (nats/byte)"]
+                 f"{'set':<14} {'texts':>6} {'bytes':>9}  {'host':>8} {'host+delta':>10} {'change':>8}  (nats/byte)"]
         for s in self.sets:
-            lines.append(f"{s.name:<10} {s.n_texts:>6} {s.n_bytes:>9}  {s.host_loss_per_byte:8.4f} "
+            lines.append(f"{s.name:<14} {s.n_texts:>6} {s.n_bytes:>9}  {s.host_loss_per_byte:8.4f} "
                          f"{s.combined_loss_per_byte:10.4f} {s.relative_change:+8.1%}")
         return "\n".join(lines)
 

@@ -110,20 +110,23 @@ class CachedLM:
             return self.last
         rows = len(work)
         start = self.mask.shape[1]
-        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        chunk_mask = torch.zeros((rows, width), dtype=torch.long)
-        positions = torch.zeros((rows, width), dtype=torch.long)
+        # Build the chunk as Python lists and convert once: per-row tensor writes cost more than the delta.
+        ids = [[self.pad_id] * width for _ in range(rows)]
+        chunk_mask = [[0] * width for _ in range(rows)]
+        positions = [[0] * width for _ in range(rows)]
         for r, add in enumerate(work):
-            if not add:
-                continue
-            n = len(add)
-            ids[r, :n] = torch.tensor(add, dtype=torch.long)
-            chunk_mask[r, :n] = 1
-            positions[r, :n] = torch.arange(len(self.ids[r]), len(self.ids[r]) + n)
+            n, base = len(add), len(self.ids[r])
+            ids[r][:n] = add
+            chunk_mask[r][:n] = [1] * n
+            positions[r][:n] = range(base, base + n)
             self.slots[r].extend(range(start, start + n))
             self.ids[r].extend(add)
-        self.mask = torch.cat([self.mask, chunk_mask], dim=1)
-        logits = self._forward(ids, positions, width).float()       # (B, W, V)
+        self.mask = torch.cat([self.mask, torch.tensor(chunk_mask, dtype=torch.long)], dim=1)
+        logits = self._forward(torch.tensor(ids, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
+                               width).float()                        # (B, W, V)
+        if all(len(add) == width for add in work):
+            self.last = logits[:, -1]
+            return self.last
         last = self.last.clone()
         for r, add in enumerate(work):
             if add:
