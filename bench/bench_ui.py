@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python bench/bench_ui.py [--points 50000] [--loads 3] [--clicks 10] [--labels] [--no-queue]
-    python bench/bench_ui.py --projection 10000,50000 [--dim 384] [--init spectral] [--skip-ui]
+    python bench/bench_ui.py --projection 10000,50000 [--dim 384] [--init auto] [--skip-ui]
 
 UI part: launches the standalone token map demo (``token_map_demo.demo_blocks``) with
 ``--points`` source + ``--points`` target tokens and drives it in headless Debian chromium
@@ -124,7 +124,9 @@ def bench_ui(points: int, loads: int, clicks: int, labels: bool, queue: bool) ->
                                    timeout=120_000)
             lasso_s = time.perf_counter() - start
             selected = page.eval_on_selector("#selection textarea", "el => el.value").split(" points")[0]
-            print(f"lasso of {selected} points -> selection shown: {lasso_s:.2f} s (includes drawing the lasso)")
+            print(f"lasso of {selected} points -> selection shown: {lasso_s:.2f} s (includes drawing the lasso; "
+                  "headless chromium --disable-gpu renders WebGL on the CPU, and plotly redraws every "
+                  "point at each lasso step)")
             browser.close()
     finally:
         demo.close()
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-queue", action="store_true", help="click/lasso handlers with queue=False")
     parser.add_argument("--projection", default="", help="comma-separated N per side, e.g. 10000,50000")
     parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--init", default="spectral", choices=["spectral", "random"])
+    parser.add_argument("--init", default="auto", choices=["auto", "spectral", "random"])
     parser.add_argument("--seed", type=int, default=0, help="UMAP random_state; -1 = none (parallel)")
     parser.add_argument("--skip-ui", action="store_true")
     args = parser.parse_args(argv)

@@ -167,7 +167,7 @@ def test_non_finite_rows_are_named():
 
 
 @pytest.mark.parametrize("kwargs", [dict(method="tsne"), dict(n_neighbors=1), dict(min_dist=1.5),
-                                    dict(init="pca"), dict(n_epochs=0)])
+                                    dict(init="pca"), dict(n_epochs=0), dict(init="")])
 def test_bad_config_raises(kwargs):
     with pytest.raises(ConfigError):
         ProjectionConfig(**kwargs)

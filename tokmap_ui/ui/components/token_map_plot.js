@@ -200,9 +200,16 @@ if (search) {
     if (ev.key === 'Enter' && search.value.trim()) trigger('search', {query: search.value.trim()});
   });
 }
-if (typeof Plotly === 'undefined') {
-  status.textContent = 'plotly.js did not load (see the browser console).';
-} else {
-  watch('value', update);
-  update();
+// Plotly normally exists here (the component's `head` loads it first), but when the app's page
+// head also has this <script>, Gradio skips the duplicate and does not wait for it to run.
+function whenPlotly(waited) {
+  if (typeof Plotly !== 'undefined') {
+    watch('value', update);
+    update();
+  } else if (waited > 30000) {
+    status.textContent = 'plotly.js did not load (see the browser console).';
+  } else {
+    setTimeout(() => whenPlotly(waited + 50), 50);
+  }
 }
+whenPlotly(0);

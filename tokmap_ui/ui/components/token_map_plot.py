@@ -289,13 +289,14 @@ def parse_search(event: Any) -> str:
 _static_done = False
 
 
-def _head() -> str:
+def plotly_js_url() -> str:
+    """The URL Gradio serves the wheel's plotly.min.js at (registering it as a static file)."""
     global _static_done
     path = plotly_js_path()
     if not _static_done:  # serve exactly this one file, not the whole plotly package folder
         gr.set_static_paths([path])
         _static_done = True
-    return f'<script src="/gradio_api/file={quote(str(path))}"></script>'
+    return f"/gradio_api/file={quote(str(path))}"
 
 
 TEMPLATE = """<div class="tmp-root">
@@ -329,8 +330,8 @@ class TokenMapPlot(gr.HTML):
         super().__init__(value=value if value is not None else empty_payload(), html_template=TEMPLATE,
                          css_template=(HERE / "token_map_plot.css").read_text(encoding="utf-8"),
                          js_on_load=(HERE / "token_map_plot.js").read_text(encoding="utf-8"),
-                         head=_head(), apply_default_css=False, height=int(height), title=title,
-                         dragmode=dragmode, search=bool(search), **kwargs)
+                         head=f'<script src="{plotly_js_url()}"></script>', apply_default_css=False,
+                         height=int(height), title=title, dragmode=dragmode, search=bool(search), **kwargs)
 
     def api_info(self) -> dict[str, Any]:
         return {"type": "object", "description": "tokmap.map-plot/1 payload"}
