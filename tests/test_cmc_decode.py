@@ -284,3 +284,22 @@ def test_evaluation_alpha_zero_equals_host_and_cross_vocab_matches_prefix_reenco
                 detok.push(ids[t + 1])
     assert got.combined_loss_per_byte == pytest.approx(nats / sum(len(t.encode()) for t in texts), rel=1e-4)
     assert got.host_loss_per_byte != got.combined_loss_per_byte
+
+
+def test_cli_generate_streams_one_prompt_and_explains_a_batch(tmp_path, capsys):
+    from tests.models import save_pair
+    from tokmap_ui.cli import main
+
+    host, tok = tiny_pair("gpt2", seed=1)
+    delta, _ = tiny_pair("gpt2", seed=2)
+    save_pair(host, tok, tmp_path / "host")
+    save_pair(delta, tok, tmp_path / "delta")   # a plain causal LM works as a delta too (no cmc.json: alpha 1)
+    assert main(["generate", "--host", str(tmp_path / "host"), "--delta", str(tmp_path / "delta"),
+                 "--prompt", "the cat", "--max-new-tokens", "4"]) == 0
+    streamed = capsys.readouterr().out
+    expected = CmcPair(host, tok, delta, tok).generate(["the cat"], GenerateConfig(max_new_tokens=4))[0].text
+    assert streamed == "the cat" + expected + "\n"
+    assert main(["generate", "--host", str(tmp_path / "host"), "--prompt", "a", "--prompt", "b",
+                 "--max-new-tokens", "2", "--explain", "3", "--temperature", "0.7", "--top-p", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=== ") == 2 and "step 1: chose" in out and "shift  +0.00" in out
