@@ -145,12 +145,11 @@ def bench_projection(sizes: list[int], dim: int, init: str, seed: int | None) ->
     import tempfile
 
     from tokmap_ui.io.cache import ArrayCache
-    from tokmap_ui.projection import ProjectionConfig, project_tokens, warm_up_umap
+    from tokmap_ui.projection import ProjectionConfig, configure_numba, project_tokens, warm_up_umap
 
     os.environ.setdefault("TOKMAP_HOME", tempfile.mkdtemp(prefix="tokmap-bench-"))
     print(f"== projection: UMAP, D={dim}, init={init}, seed={seed}, {os.cpu_count()} CPUs")
-    print(f"warm_up_umap (numba JIT, NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', 'workspace')}): "
-          f"{warm_up_umap():.1f} s")
+    print(f"warm_up_umap (numba JIT, NUMBA_CACHE_DIR={configure_numba()}): {warm_up_umap():.1f} s")
     config = ProjectionConfig(init=init, seed=seed)
     cache = ArrayCache(tempfile.mkdtemp(prefix="tokmap-bench-cache-"))
     for n in sizes:

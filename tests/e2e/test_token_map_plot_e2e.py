@@ -77,6 +77,14 @@ def test_click_lasso_search_and_recolour(demo_page, screenshot):
     assert "found: target" in page.text_content("#map .tmp-status")
     screenshot(page, "token_map_plot_search")
 
+    # A token that looks like markup is escaped in hover text and shown verbatim in the status.
+    page.fill("#map .tmp-search", "<s>")
+    page.press("#map .tmp-search", "Enter")
+    page.wait_for_function("document.querySelector('#search-result textarea').value === 'found source #0'")
+    page.wait_for_function("document.querySelector('#map .tmp-status').textContent.includes('source #0 <s>')")
+    hover = page.evaluate("document.querySelector('#map .tmp-plot').data[0].text[0]")
+    assert hover == "source #0 &lt;s&gt;"
+
     # Unknown token: a message, the map stays.
     page.fill("#map .tmp-search", "no-such-token")
     page.press("#map .tmp-search", "Enter")

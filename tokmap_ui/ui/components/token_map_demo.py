@@ -2,8 +2,8 @@
 
 ``python -m tokmap_ui.ui.components.token_map_demo 50000`` serves 50k + 50k points.
 
-The synthetic map has blobs of source and target tokens plus two landmarks the browser tests
-rely on: a lone target token labelled ``lonely`` far below-left of everything, and an *island*
+The synthetic map has blobs of source and target tokens (source token 0 is labelled ``<s>``, to
+check escaping) plus two landmarks the browser tests rely on: a lone target token labelled ``lonely`` far below-left of everything, and an *island*
 of 25 target tokens labelled ``island_0`` .. ``island_24`` far above-right. Vectors are the 2-D
 positions lifted into ``dim`` random Fourier features, so map neighbours are vector neighbours, as
 with a real UMAP layout.
@@ -60,6 +60,7 @@ def demo_data(n_points: int, dim: int = 32, seed: int = 0) -> DemoData:
     words = ["".join(_SYLLABLES[k] for k in row[:m]) for row, m in zip(picks.tolist(), lengths.tolist())]
     labels = [("▁" if i % 3 else "") + w for i, w in enumerate(words)]
     labels[lonely] = "lonely"
+    labels[0] = "<s>"  # special tokens look like markup: hover text must escape them
     for j, p in enumerate(island):
         labels[p] = f"island_{j}"
     key = f"{n_points:08x}{seed:08x}{dim:08x}".ljust(32, "0")

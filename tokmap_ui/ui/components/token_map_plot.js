@@ -23,10 +23,13 @@ function decode(b64, Type) {
   return new Type(bytes.buffer);
 }
 
-function labelOf(i) {
-  const side = SIDES[S.sides[i]];
-  const base = side + ' #' + S.ids[i];
-  return S.labels ? base + ' ' + S.labels[i] : base;
+const ENTITIES = {'&': '&amp;', '<': '&lt;', '>': '&gt;'};
+function labelOf(i, html = true) {
+  // Plotly reads hover text as pseudo-HTML: tokens such as "<s>" or "</b>" must be escaped.
+  const base = SIDES[S.sides[i]] + ' #' + S.ids[i];
+  if (!S.labels) return base;
+  const label = String(S.labels[i]);
+  return base + ' ' + (html ? label.replace(/[&<>]/g, c => ENTITIES[c]) : label);
 }
 
 function buildBaseTraces() {
@@ -83,7 +86,9 @@ function layout() {
           legend: {title: {text: S.title}, itemsizing: 'constant'},
           title: {text: props.title || '', font: {size: 14}},
           xaxis: {zeroline: false, showgrid: false}, yaxis: {zeroline: false, showgrid: false},
-          plot_bgcolor: 'white', paper_bgcolor: 'white'};
+          // transparent, with the page's text colour: right in Gradio's light and dark themes
+          font: {color: getComputedStyle(root).color}, plot_bgcolor: 'rgba(0,0,0,0)',
+          paper_bgcolor: 'rgba(0,0,0,0)'};
 }
 
 function flyTo(point) {
@@ -174,7 +179,7 @@ async function render(v) {
   const ms = performance.now() - t0;
   let text = S.n.toLocaleString() + ' points';
   if (S.labelsDropped) text += ' (hover shows ids; click a point for its token)';
-  if (S.focus !== null) text += ' · found: ' + labelOf(S.focus);
+  if (S.focus !== null) text += ' · found: ' + labelOf(S.focus, false);
   if (S.highlight.length) text += ' · ' + S.highlight.length + ' highlighted';
   status.textContent = text;
   root.dataset.ready = S.key;
