@@ -16,7 +16,7 @@ from tests.api.workspace import prepare_demo
 from tokmap_ui.project import DEMO_PROJECT, Role, selected
 from tokmap_ui.ui.components import decode_payload
 from tokmap_ui.ui.render import (ArenaPanel, EntryView, arena_html, coverage_figure, entry_markdown, evidence_line,
-                                 loss_frame, readable_tokens, results_frame)
+                                 loss_figure, loss_frame, readable_tokens, results_frame)
 from tokmap_ui.ui.state import AppContext, ObjectCache, Session
 from tokmap_ui.ui.tabs.cmc import CmcTab
 from tokmap_ui.ui.tabs.explore import ExploreTab, find_token
@@ -219,9 +219,10 @@ def test_finetune_tab_guards_and_summaries(ws):
         tab.start([], 5, 2, 32, 1e-3, Session())
     with pytest.raises(gr.Error, match="'reviewed' uses the map"):
         tab.start(["reviewed"], 5, 2, 32, 1e-3, Session())
-    curves, table, status = tab.poll(Session(project="empty one") if "empty one" in
-                                     [p.name for p in ctx.store.list_projects()] else Session())
-    assert isinstance(curves, pd.DataFrame) and isinstance(table, pd.DataFrame)
+    ctx.store.create_project("no runs")
+    curves, table, status = tab.poll(Session(project="no runs"))
+    assert status == "No runs yet."
+    assert curves.layout.title.text == "Training loss of all runs" and isinstance(table, pd.DataFrame)
     job = ctx.store.create_job("compare-init", {"argv": ["init-run", "--method", "fvt", "--out", "/x"]},
                                project=DEMO_PROJECT)
     job = ctx.store.update_job(job.id, status=JobStatus.RUNNING)
@@ -282,6 +283,8 @@ def test_render_functions():
     frame = loss_frame([("#1 fvt", [[1, 3.0], [2, float("nan")]]), ("#2 mean", [[1, 4.0]])])
     assert frame.to_dict("records") == [{"step": 1.0, "loss": 3.0, "run": "#1 fvt"},
                                        {"step": 1.0, "loss": 4.0, "run": "#2 mean"}]
+    assert [t.name for t in loss_figure(frame).data] == ["#1 fvt", "#2 mean"]
+    assert loss_figure(loss_frame([])).layout.annotations  # "No runs yet"
     results = results_frame([{"job": 1, "method": "fvt", "status": "succeeded", "before": 2.0, "after": 1.5}])
     assert results.iloc[0]["improvement"] == "0.5000"
     html = arena_html("<p>", [ArenaPanel("h", "host alone", "x<y", True)])

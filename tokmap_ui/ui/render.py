@@ -214,8 +214,8 @@ def jobs_frame(jobs: Sequence[Any]) -> pd.DataFrame:
         p = job.progress or {}
         rows.append({"id": job.id, "kind": job.kind, "status": f"{STATUS_ICONS.get(job.status.value, '')} "
                      f"{job.status.value}", "progress": "" if frac is None else f"{frac:.0%}",
-                     "message": str(p.get("message") or (f"loss {p['loss']:.3f}" if isinstance(p.get("loss"), float)
-                                                         else ""))[:80],
+                     "message": (f"loss {p['loss']:.3f}" if isinstance(p.get("loss"), (int, float))
+                                 else str(p.get("message") or ""))[:80],
                      "created": job.created.replace("T", " ")[:19], "error": (job.error or "")[:120]})
     return pd.DataFrame(rows, columns=["id", "kind", "status", "progress", "message", "created", "error"])
 
@@ -242,10 +242,27 @@ def job_markdown(job: Any, log_lines: Sequence[str]) -> str:
 
 def loss_frame(runs: Sequence[tuple[str, Sequence[Sequence[float]]]]) -> pd.DataFrame:
     """Loss curves of several runs in long form (step, loss, run) for one ``gr.LinePlot``."""
-    rows = [{"step": float(step), "loss": float(loss), "run": label}
-            for label, curve in runs for step, loss in curve
-            if step is not None and loss is not None and math.isfinite(float(loss))]
-    return pd.DataFrame(rows, columns=["step", "loss", "run"])
+    rows = [(float(step), float(loss), label) for label, curve in runs for step, loss in curve
+            if step is not None and isinstance(loss, (int, float)) and math.isfinite(float(loss))]
+    # Typed columns even when empty: the plot reads its axis types from the first value it gets.
+    return pd.DataFrame({"step": pd.Series([r[0] for r in rows], dtype="float64"),
+                         "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+                         "run": pd.Series([r[2] for r in rows], dtype="object")})
+
+
+def loss_figure(frame: pd.DataFrame, title: str = "Training loss of all runs") -> Any:
+    """One line per run (plotly; redrawn whole on each update, so runs added later appear too)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run, part in frame.groupby("run", sort=False):
+        fig.add_trace(go.Scatter(x=part["step"], y=part["loss"], mode="lines", name=str(run)))
+    fig.update_layout(title=title, height=330, margin=dict(l=40, r=10, t=40, b=40), xaxis_title="step",
+                      yaxis_title="loss", legend_title_text="run", uirevision="loss")
+    if frame.empty:
+        fig.add_annotation(text="No runs yet: start some on the left.", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    return fig
 
 
 def results_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -295,7 +312,8 @@ def arena_html(prompt: str, panels: Sequence[ArenaPanel]) -> str:
             f'background:{"#f6fff6" if "delta" in p.variant else "#f7f7fb"}">'
             f'<div style="font-weight:600">{html.escape(p.host)} — {html.escape(p.variant)} '
             f'<span style="font-weight:400;color:#777">({state}{"; " + html.escape(p.note) if p.note else ""})</span>'
-            f'</div><div class="arena-text" style="white-space:pre-wrap;font-family:monospace;margin-top:4px">'
+            f'</div><div class="arena-text" style="white-space:pre-wrap;overflow-wrap:anywhere;font-family:monospace;'
+            f'margin-top:4px">'
             f'<span style="color:#888">{html.escape(prompt)}</span>{html.escape(p.text)}</div></div>')
     return ('<div class="arena-grid" style="display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px">'
             + "".join(cards) + "</div>")
@@ -314,9 +332,10 @@ def token_shift_html(host: str, explanations: Sequence[Any], max_steps: int = 64
                      f'style="background:{colour};border-radius:3px;padding:0 1px">{html.escape(step.chosen.token)}'
                      f"</span>")
     boosted, suppressed = _extremes(explanations)
-    return (f'<div class="token-shifts"><div style="font-weight:600">{html.escape(host)} + delta: what the delta '
+    return (f'<div class="token-shifts" style="overflow-wrap:anywhere;margin-bottom:8px"><div style="font-weight:600">{html.escape(host)} + delta: what the delta '
             f'changed (green = boosted, red = suppressed; hover for the host\'s top tokens)</div>'
-            f'<div style="font-family:monospace;white-space:pre-wrap;line-height:1.7">{"".join(spans)}</div>'
+            f'<div style="font-family:monospace;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.7">'
+            f'{"".join(spans)}</div>'
             f"<div><b>most boosted:</b> {boosted}</div><div><b>most suppressed:</b> {suppressed}</div></div>")
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 from tokmap_ui.errors import TokmapError
 from tokmap_ui.mapping.baselines import MapMethod
 from tokmap_ui.store import Job, JobStatus
-from tokmap_ui.ui.render import job_fraction, loss_frame, results_frame
+from tokmap_ui.ui.render import job_fraction, loss_figure, loss_frame, results_frame
 from tokmap_ui.ui.state import AppContext, Session
 from tokmap_ui.workbench import InitRunConfig, job_option, start_init_runs
 
@@ -98,8 +98,8 @@ class FinetuneTab:
         refresh(self.ctx.store)
         runs = self.runs(session)
         if not runs:
-            return loss_frame([]), results_frame([]), "No runs yet."
-        curves = loss_frame([(run_label(j), j.progress.get("losses") or []) for j in runs])
+            return loss_figure(loss_frame([])), results_frame([]), "No runs yet."
+        curves = loss_figure(loss_frame([(run_label(j), j.progress.get("losses") or []) for j in runs]))
         active = [j for j in runs if not j.status.finished]
         parts = [f"{run_label(j)}: {j.status.value}" + (f" {f:.0%}" if (f := job_fraction(j)) is not None else "")
                  for j in runs]
@@ -171,8 +171,9 @@ class FinetuneTab:
                     resume = gr.Button("Resume", elem_id="ft-resume")
                 self.status = gr.Textbox(label="Status", interactive=False, lines=3, elem_id="ft-status")
             with gr.Column(scale=2):
-                self.curves = gr.LinePlot(x="step", y="loss", color="run", title="Training loss of all runs",
-                                          height=320, elem_id="ft-curves")
+                # gr.Plot, not gr.LinePlot: the native plot fixes its colour legend at the first value, so
+                # runs started later were never drawn.
+                self.curves = gr.Plot(label="Training loss of all runs", elem_id="ft-curves")
                 self.results = gr.Dataframe(results_frame([]), label="Results (validation loss per byte)", interactive=False,
                                             elem_id="ft-results")
         with gr.Accordion("Download or push a run's model", open=False):

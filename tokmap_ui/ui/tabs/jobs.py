@@ -92,8 +92,8 @@ class JobsTab:
             resume = gr.Button("Resume job", scale=1, elem_id="jobs-resume")
             reload = gr.Button("Refresh", scale=1)
         self.detail = gr.Markdown(elem_id="jobs-detail")
-        timer.tick(self.list_jobs, session, [self.table, self.detail], api_visibility="private",
-                   show_progress="hidden")
+        timer.tick(self.list_jobs, session, [self.table, self.detail], api_name="poll_jobs",
+                   api_visibility="private", show_progress="hidden")
         show.click(self.select, [job_id, session], [session, self.detail], api_name="job_details")
         self.table.select(self.pick_row, session, [session, job_id, self.detail], api_visibility="private")
         cancel.click(self.cancel, [job_id, session], [session, self.detail], api_name="cancel_job")

@@ -25,7 +25,8 @@ PANELS = (Role.SOURCE, Role.TARGET, Role.DICTIONARY, Role.TRAIN_TEXT, Role.VALID
 TITLES = {Role.SOURCE: "Source model or tokenizer", Role.TARGET: "Target tokenizer",
           Role.DICTIONARY: "Bilingual dictionary", Role.TRAIN_TEXT: "Target-language training text",
           Role.VALID_TEXT: "Target-language validation text"}
-FILE_TYPES = {Role.SOURCE: [".zip", ".json", ".model", ".txt"], Role.TARGET: [".zip", ".json", ".model", ".txt"],
+FILE_TYPES = {Role.SOURCE: [".zip of a folder", ".json", ".model", ".txt"],
+              Role.TARGET: [".zip of a folder", ".json", ".model", ".txt"],
               Role.DICTIONARY: [".tsv", ".csv", ".txt", ".json"], Role.TRAIN_TEXT: [".txt"],
               Role.VALID_TEXT: [".txt"]}
 
@@ -203,8 +204,9 @@ class ProjectTab:
             parts["bundled"] = gr.Dropdown(bundled, label="Bundled (demo kit)", value=None, scale=3,
                                            allow_custom_value=True)
             parts["add_bundled"] = gr.Button("Use", scale=1, size="sm")
-        parts["file"] = gr.File(label="Upload" + (" (a zip of a folder works too)" if role in (Role.SOURCE,
-                                Role.TARGET) else ""), file_types=FILE_TYPES[role], type="filepath", height=120,
+        # No file_types filter: the public add_input endpoint takes every role, and the core's loaders
+        # name what is wrong with a file far better than a type filter can.
+        parts["file"] = gr.File(label=f"Upload ({', '.join(FILE_TYPES[role])})", type="filepath", height=120,
                                 elem_id=f"upload-{role.value}")
         if role in (Role.SOURCE, Role.TARGET):
             with gr.Row():

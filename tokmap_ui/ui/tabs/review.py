@@ -231,7 +231,8 @@ class ReviewPanel:
         queue_out = [session, self.table, self.progress]
         start.click(self.set_reviewer, [name, session], [session, who, ask], api_name="set_reviewer")
         name.submit(self.set_reviewer, [name, session], [session, who, ask], api_visibility="private")
-        refresh = dict(fn=self.queue, inputs=filters, outputs=queue_out, api_visibility="private")
+        refresh = dict(fn=self.queue, inputs=filters, outputs=queue_out, api_visibility="private",
+                       show_progress="hidden")
         for widget in (status, method, low, backed):
             widget.change(**refresh)
         search.submit(self.queue, filters, queue_out, api_name="review_queue")
