@@ -42,13 +42,17 @@ def _free(dest: Path) -> Path:
 
 
 def import_input(path: str | Path, dest: str | Path) -> Path:
-    """Copy the file ``path`` to ``dest`` (a new path), or unzip a ``.zip`` into the new folder ``dest``.
+    """Copy the file or folder ``path`` to ``dest`` (a new path), or unzip a ``.zip`` into the new folder ``dest``.
 
-    Returns the imported file, or the folder holding the archive's content.
+    Returns the imported file or folder, or the folder holding the archive's content. Symbolic
+    links inside a folder are not followed (they are skipped), so a folder cannot smuggle in files
+    from elsewhere.
 
     Raises:
         InputFileError / UnsafeFileError: missing or empty input, pickles, unsafe or corrupt zips.
     """
+    if Path(path).is_dir():
+        return _copy_folder(Path(path), _free(Path(dest)))
     source = require_file(path, "uploaded file")
     refuse_pickle(source)
     target = _free(Path(dest))
@@ -62,6 +66,25 @@ def import_input(path: str | Path, dest: str | Path) -> Path:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _copy_folder(source: Path, target: Path) -> Path:
+    from tokmap_ui.io.files import PICKLE_SUFFIXES
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for file in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
+            if file.suffix.lower() in PICKLE_SUFFIXES:
+                continue  # never copy pickled weights into the workspace (safetensors only)
+            dest = tmp / file.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, dest)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
