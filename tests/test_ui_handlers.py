@@ -130,6 +130,9 @@ def test_open_map_click_search_and_entry(ws):
     assert session.entry == 300
     session, update, text = tab.on_search(session, {"query": "target #301"})
     assert update["focus"] == view.layout.point_of("target", 301) and "#301" in text
+    rows = [int(view.layout.point_of("target", t)) for t in (300, 301)] + [int(view.layout.point_of("source", 2))]
+    summary = tab.on_lasso(session, {"points": rows})
+    assert summary.startswith("**3 points selected**: 1 source, 2 target (fvt 2)") and view.target_tokens[300] in summary
     _, text = tab.show_entry("source", 5, session)
     assert text.startswith("### source token #5")
     with pytest.raises(gr.Error, match="outside"):

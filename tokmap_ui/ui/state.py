@@ -78,6 +78,7 @@ class Session:
     init_jobs: list[int] = field(default_factory=list)
     delta_job: int | None = None
     job: int | None = None  # the job selected in the Jobs tab
+    seen: dict[str, Any] = field(default_factory=dict)  # what timer ticks last sent, to skip unchanged resends
 
 
 @dataclass

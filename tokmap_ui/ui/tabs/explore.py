@@ -20,7 +20,7 @@ from tokmap_ui.errors import TokmapError
 from tokmap_ui.mapping.baselines import MapMethod
 from tokmap_ui.projection import TARGET
 from tokmap_ui.ui.components import (TokenMapPlot, colour_by_category, colour_by_side, empty_payload, parse_click,
-                                     parse_search, plot_payload, plot_update)
+                                     parse_lasso, parse_search, plot_payload, plot_update)
 from tokmap_ui.ui.components.token_map_plot import REVIEW_COLOURS
 from tokmap_ui.ui.render import EntryView, coverage_figure, entry_markdown, job_fraction
 from tokmap_ui.ui.state import AppContext, MapView, Session
@@ -189,6 +189,19 @@ class ExploreTab:
             raise gr.Error(str(err)) from None
         return self.show_entry(click.side, click.id, session)
 
+    def on_lasso(self, session: Session, evt: gr.EventData) -> str:
+        """A lasso selection: how many tokens of each side, and the selected target tokens' methods."""
+        from collections import Counter
+
+        view = self._view(session)
+        selection = parse_lasso(evt, view.layout)
+        targets = selection.ids_on("target").tolist()
+        methods = Counter(view.reviewed.entry(t).method for t in targets)
+        shown = ", ".join(f"`{view.target_tokens[t]}`" for t in targets[:24])
+        return (f"**{len(selection):,} points selected**: {len(selection.ids_on('source')):,} source, "
+                f"{len(targets):,} target" + (f" ({', '.join(f'{m} {n}' for m, n in methods.most_common())})"
+                                               if methods else "") + (f"\n\ntarget tokens: {shown}" if shown else ""))
+
     def on_search(self, session: Session, evt: gr.EventData) -> tuple[Session, Any, str]:
         """Find a token (exact text, or ``target #12`` / ``source #12``), fly to it and open its entry."""
         view = self._view(session)
@@ -225,6 +238,7 @@ class ExploreTab:
             side = gr.Radio(["target", "source"], value="target", label="Side", scale=1)
             token_id = gr.Number(label="Token id", precision=0, scale=1)
             show = gr.Button("Show entry", scale=1)
+        self.selection = gr.Markdown("*Drag a lasso on the plot to select tokens.*", elem_id="selection")
         self.entry = gr.Markdown("*Click a point (or search a token in the plot) to see its entry.*",
                                  elem_id="entry")
         self.open_outputs = [session, self.coverage, self.plot, self.info]
@@ -238,6 +252,7 @@ class ExploreTab:
         show.click(self.show_entry, [side, token_id, session], [session, self.entry], api_name="map_entry")
         self.plot.click(self.on_click, session, [session, self.entry], api_visibility="private",
                         show_progress="hidden")
+        self.plot.lasso(self.on_lasso, session, self.selection, api_visibility="private", show_progress="hidden")
         self.plot.search(self.on_search, session, [session, self.plot, self.entry], api_visibility="private",
                          show_progress="hidden")
 

@@ -97,6 +97,10 @@ class FinetuneTab:
 
         refresh(self.ctx.store)
         runs = self.runs(session)
+        signature = [(j.id, j.status.value, j.updated) for j in runs]
+        if session.seen.get("finetune") == signature:
+            return gr.skip(), gr.skip(), gr.skip()  # nothing changed: do not resend the figure
+        session.seen["finetune"] = signature
         if not runs:
             return loss_figure(loss_frame([])), results_frame([]), "No runs yet."
         curves = loss_figure(loss_frame([(run_label(j), j.progress.get("losses") or []) for j in runs]))

@@ -32,6 +32,16 @@ class JobsTab:
         jobs = refresh(self.ctx.store)
         return jobs_frame(jobs), self.details(session)
 
+    def tick(self, session: Session) -> tuple[Any, Any]:
+        """Timer tick: :meth:`list_jobs`, or nothing when no job and no selection changed."""
+        from tokmap_ui.jobs import refresh
+
+        signature = ([(j.id, j.status.value, j.updated) for j in refresh(self.ctx.store)], session.job)
+        if session.seen.get("jobs") == signature:
+            return gr.skip(), gr.skip()
+        session.seen["jobs"] = signature
+        return self.list_jobs(session)
+
     def details(self, session: Session) -> str:
         from tokmap_ui.jobs import tail
 
@@ -92,7 +102,7 @@ class JobsTab:
             resume = gr.Button("Resume job", scale=1, elem_id="jobs-resume")
             reload = gr.Button("Refresh", scale=1)
         self.detail = gr.Markdown(elem_id="jobs-detail")
-        timer.tick(self.list_jobs, session, [self.table, self.detail], api_name="poll_jobs",
+        timer.tick(self.tick, session, [self.table, self.detail], api_name="poll_jobs",
                    api_visibility="private", show_progress="hidden")
         show.click(self.select, [job_id, session], [session, self.detail], api_name="job_details")
         self.table.select(self.pick_row, session, [session, job_id, self.detail], api_visibility="private")
