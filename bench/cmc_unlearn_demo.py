@@ -16,13 +16,13 @@ by a word-count naive Bayes fitted on ``kjv_forget.txt`` against ``retain_valid.
 against the source text: 14 of 9,790 Bible lines slip through, 0.1% of the retain pool).
 
 Usage:
-    python bench/cmc_unlearn_demo.py --work runs/kjv-demo --steps 300
+    python bench/cmc_unlearn_demo.py --work runs/kjv-demo --steps 200
     python bench/cmc_unlearn_demo.py --work runs/kjv-demo --skip-train     # re-score an existing delta
 
 Equivalent CLI (after this script wrote ``unlearn.jsonl``)::
 
     python -m tokmap_ui delta-train --template assets/models/tiny-en-gpt2 --data WORK/unlearn.jsonl \\
-        --task unlearn --steps 300 --out WORK/run
+        --task unlearn --steps 200 --out WORK/run
     python -m tokmap_ui cmc-eval --host assets/models/tiny-en-gpt2 --delta WORK/run \\
         --forget assets/text/en/kjv_forget.txt --retain assets/text/en/retain_valid.txt
     python -m tokmap_ui cmc-eval --host assets/models/tiny-en-llama --delta WORK/run --map pm-mined \\
@@ -76,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--other-host", default=str(ROOT / "assets/models/tiny-en-llama"))
     parser.add_argument("--text", default=str(ROOT / "assets/text/en"), help="folder with the kit's English text")
     parser.add_argument("--retain-lines", type=int, default=3000, help="non-Bible training lines to retain (default 3000)")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--delta-config", default="tiny")
     parser.add_argument("--forget-margin", type=float, default=2.0)
     parser.add_argument("--retain-weight", type=float, default=1.0)
+    parser.add_argument("--forget-guard", default="target", choices=["target", "clamp"])
     parser.add_argument("--alpha", type=float, help="decode/eval alpha (default: the trained one)")
     parser.add_argument("--max-texts", type=int, default=0, help="score only the first N lines of each set")
     parser.add_argument("--threads", type=int, default=0)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         config = DeltaConfig(template=args.template, data=str(data), task="unlearn", out=str(run), steps=args.steps,
                              batch_size=args.batch, block_size=args.block_size, lr=args.lr,
                              delta_config=args.delta_config, forget_margin=args.forget_margin,
+                             forget_guard=args.forget_guard,
                              retain_weight=args.retain_weight, checkpoint_every=max(args.steps // 3, 1),
                              resume=(run / "config.json").exists())
         began = time.monotonic()

@@ -70,16 +70,21 @@ def test_preset_from_config_file_and_vocab_mismatch(tmp_path):
         build_delta(template, tok, "huge")
 
 
-def test_forget_guard_stops_the_ascent_past_the_margin():
+@pytest.mark.parametrize("guard,grads", [("target", [-0.5, 0.5]), ("clamp", [-0.5, 0.0])])
+def test_forget_guard_bounds_the_ascent(guard, grads):
     ce_f = torch.tensor([[1.0, 5.0]], requires_grad=True)
     t_f = torch.tensor([[1.0, 1.0]])
     ce_r = torch.tensor([[2.0]], requires_grad=True)
     parts = unlearn_loss(ce_f, t_f, torch.ones(1, 2, dtype=torch.bool), ce_r, torch.ones(1, 1, dtype=torch.bool),
-                         forget_margin=2.0)
+                         forget_margin=2.0, guard=guard)
     parts["loss"].backward()
-    # token 0 (loss = template's) still pushes up; token 1 (4 nats above) is past the margin: no gradient
-    assert ce_f.grad.tolist() == [[-0.5, 0.0]] and ce_r.grad.tolist() == [[1.0]]
+    # token 0 (loss = template's) is pushed up; token 1 (4 nats above, past the 2-nat target) gets no
+    # more ascent: "clamp" leaves it, "target" pulls it back
+    assert ce_f.grad.tolist() == [grads] and ce_r.grad.tolist() == [[1.0]]
     assert float(parts["forget_gain"].detach()) == 2.0
+    with pytest.raises(ConfigError, match="guard"):
+        unlearn_loss(ce_f, t_f, torch.ones(1, 2, dtype=torch.bool), ce_r, torch.ones(1, 1, dtype=torch.bool),
+                     forget_margin=2.0, guard="none")
 
 
 def test_token_losses_score_only_labelled_next_tokens():

@@ -34,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-format", default="auto", choices=["auto", "open-instruct", "chat-template"],
                    help="instruct: prompt format (default auto: chat template if the tokenizer has one)")
     p.add_argument("--forget-margin", type=float, default=2.0,
-                   help="unlearn: stop pushing a forget token once it is this many nats above the template (default 2)")
+                   help="unlearn: target rise of each forget token's loss over the template's, nats (default 2)")
+    p.add_argument("--forget-guard", default="target", choices=["target", "clamp"],
+                   help="unlearn: target = pull forget losses to template+margin both ways (default); "
+                        "clamp = stop the ascent at it")
     p.add_argument("--retain-weight", type=float, default=1.0, help="unlearn: weight of the retain loss (default 1)")
     p.add_argument("--forget-weight", type=float, default=1.0, help="unlearn: weight of the forget loss (default 1)")
     p.add_argument("--template-cache", default="auto", choices=["auto", "full", "topk", "none"],
@@ -107,6 +110,7 @@ def run_delta_train(args: argparse.Namespace) -> int:
         template=args.template, data=args.data, task=args.task, out=args.out, delta_config=args.delta_config,
         steps=args.steps, lr=args.lr, batch_size=args.batch, grad_accum=args.grad_accum, block_size=args.block_size,
         alpha=args.alpha, prompt_format=args.prompt_format, forget_margin=args.forget_margin,
+        forget_guard=args.forget_guard,
         retain_weight=args.retain_weight, forget_weight=args.forget_weight, template_cache=args.template_cache,
         checkpoint_every=args.checkpoint_every, seed=args.seed, resume=args.resume, max_minutes=args.max_minutes,
         cpu=args.cpu)

@@ -12,11 +12,14 @@ Zeroing a *tied* head would zero the input embeddings too, hence the untying. Th
 learns: the head's gradient is non-zero at once, and the body's follows after the first step.
 
 **Tasks.** ``instruct``: cross-entropy of the combination on response tokens. ``unlearn``:
-gradient difference, ``retain_weight·CE(retain) − forget_weight·CE'(forget)``, where CE' clamps
-each forget token's loss at the template's loss on it plus ``forget_margin`` nats. The clamp is
-the guard: an unbounded −CE is minimised by driving the right token's logit to −∞, which wrecks
-the delta (and every host it is applied to); clamped, a token the delta has already pushed
-``forget_margin`` nats down gives no more gradient, and the effort goes to tokens still remembered.
+gradient difference with a guard, ``retain_weight·CE(retain) + forget_weight·F(forget)``. An
+unbounded ``F = −CE`` is minimised by driving the right token's logit to −∞, which wrecks the
+delta and every host it is applied to. The default guard (``forget_guard="target"``) is
+``F = mean |CE_f − (CE_template + forget_margin)|``: each forget token's loss is pulled to
+``forget_margin`` nats above the template's, up *and* down. The one-sided ``clamp`` (ascent stops
+at that target) was tried first and overshot on the demo kit: what the delta learnt on some tokens
+pushed others far past the target (forget CE above the uniform distribution's) with nothing to
+pull them back.
 
 Runs on ``accelerate`` like :mod:`tokmap_ui.train.finetune` and shares its run-folder,
 checkpoint and progress helpers (config.json, metrics.jsonl, checkpoints/, exact resume).
@@ -46,7 +49,7 @@ from tokmap_ui.errors import ConfigError
 from tokmap_ui.train.checkpoint import load_checkpoint, save_checkpoint
 from tokmap_ui.train.delta_data import (Example, TemplateCache, collate, instruct_examples, read_jsonl,
                                         resolved_prompt_format, unlearn_examples)
-from tokmap_ui.train.delta_model import build_delta, combined_logprobs, token_losses, unlearn_loss
+from tokmap_ui.train.delta_model import FORGET_GUARDS, build_delta, combined_logprobs, token_losses, unlearn_loss
 from tokmap_ui.train.finetune import batch_indices
 from tokmap_ui.train.rundir import check_resume_config, rewind_metrics, write_config
 
@@ -93,7 +96,9 @@ class DeltaConfig:
     forget_weight: float = 1.0
     """unlearn: weight of the (negated, clamped) forget cross-entropy."""
     forget_margin: float = 2.0
-    """unlearn: a forget token stops pushing once its loss is this many nats above the template's."""
+    """unlearn: target rise of each forget token's loss over the template's, in nats (see forget_guard)."""
+    forget_guard: str = "target"
+    """unlearn: target (pull every forget token's loss to template + margin, both ways) or clamp (ascent stops at it)."""
     template_cache: str = "auto"
     """Cache the template's log-probs: none, full (whole rows), topk, or auto (full if it fits in cache_max_mb)."""
     cache_topk: int = 64
@@ -118,6 +123,8 @@ class DeltaConfig:
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"unknown task '{self.task}'. Fix: use instruct or unlearn.")
+        if self.forget_guard not in FORGET_GUARDS:
+            raise ConfigError(f"unknown forget guard '{self.forget_guard}'. Fix: use one of {', '.join(FORGET_GUARDS)}.")
         checks = [("steps", self.steps >= 1, "at least 1"), ("lr", self.lr > 0, "above 0"),
                   ("batch_size", self.batch_size >= 1, "at least 1"), ("grad_accum", self.grad_accum >= 1, "at least 1"),
                   ("block_size", self.block_size >= 8, "at least 8"), ("alpha", self.alpha > 0, "above 0"),
@@ -282,7 +289,8 @@ def train_delta(config: DeltaConfig, template: Any = None, tokenizer: Any = None
                     ce_f, t_f, m_f = pool_losses("forget", k, 0)
                     ce_r, _, m_r = pool_losses("retain", k, 1)
                     parts = unlearn_loss(ce_f, t_f, m_f, ce_r, m_r, forget_margin=config.forget_margin,
-                                         forget_weight=config.forget_weight, retain_weight=config.retain_weight)
+                                         forget_weight=config.forget_weight, retain_weight=config.retain_weight,
+                                         guard=config.forget_guard)
                     loss = parts["loss"]
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
@@ -340,6 +348,6 @@ def delta_info(config: DeltaConfig, tokenizer: Any, preset: str, steps: int, pro
     if config.task == "instruct":
         info["prompt_format"] = prompt_format
     else:
-        info.update(forget_margin=config.forget_margin, retain_weight=config.retain_weight,
+        info.update(forget_margin=config.forget_margin, forget_guard=config.forget_guard, retain_weight=config.retain_weight,
                     forget_weight=config.forget_weight)
     return info

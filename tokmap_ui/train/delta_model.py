@@ -140,16 +140,31 @@ def token_losses(combined: torch.Tensor, template: torch.Tensor,
     return ce, ce_template, mask
 
 
+FORGET_GUARDS = ("target", "clamp")
+
+
 def unlearn_loss(ce_forget: torch.Tensor, template_forget: torch.Tensor, mask_forget: torch.Tensor,
                  ce_retain: torch.Tensor, mask_retain: torch.Tensor, *, forget_margin: float,
-                 forget_weight: float = 1.0, retain_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """Gradient difference with a guard: ``retain_weight·CE(retain) − forget_weight·mean(min(CE_f, CE_t + margin))``.
+                 forget_weight: float = 1.0, retain_weight: float = 1.0,
+                 guard: str = "target") -> dict[str, torch.Tensor]:
+    """Gradient difference with a guard on the forget term; returns ``loss`` and the logged parts.
 
-    Per forget token the ascent stops (zero gradient) once the combination's loss is ``forget_margin``
-    nats above the template's, so the forget term is bounded and cannot run away.
-    Returns ``loss`` and the logged parts (``forget_ce``, ``retain_ce``, ``forget_gain``).
+    ``retain_weight·CE(retain) + forget_weight·F``, per forget token with target ``CE_t + margin``
+    (the template's loss on that token plus ``forget_margin`` nats):
+
+    * ``target`` (default): ``F = mean |CE_f − target|``. Below the target this is gradient
+      ascent; above it, it pulls back. Neither a runaway nor an overshoot through generalisation
+      (tokens pushed past the target by what the delta learnt on others) is rewarded.
+    * ``clamp``: ``F = −mean(min(CE_f, target))``, the one-sided hinge: ascent stops at the target
+      but nothing pulls back a token that overshoots.
     """
-    forget = torch.minimum(ce_forget, template_forget + forget_margin)[mask_forget].mean()
+    target = template_forget + forget_margin
+    if guard == "target":
+        forget = (ce_forget - target).abs()[mask_forget].mean()
+    elif guard == "clamp":
+        forget = -torch.minimum(ce_forget, target)[mask_forget].mean()
+    else:
+        raise ConfigError(f"unknown forget guard '{guard}'. Fix: use one of {', '.join(FORGET_GUARDS)}.")
     retain = ce_retain[mask_retain].mean()
-    return {"loss": retain_weight * retain - forget_weight * forget, "forget_ce": ce_forget[mask_forget].mean(),
+    return {"loss": retain_weight * retain + forget_weight * forget, "forget_ce": ce_forget[mask_forget].mean(),
             "retain_ce": retain, "forget_gain": (ce_forget - template_forget)[mask_forget].mean()}
