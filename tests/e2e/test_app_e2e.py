@@ -110,7 +110,8 @@ def test_every_tab_on_the_demo_project(page, app_url, screenshot):
     screenshot(page, "app_finetune_running")
     page.click("#ft-cancel")
     page.wait_for_function("document.querySelector('#ft-results')?.innerText?.includes('cancelled')", timeout=60_000)
-    traces = page.evaluate("document.querySelector('#ft-curves .js-plotly-plot').data.map(t => [t.name, t.x.length])")
+    traces = page.evaluate("document.querySelector('#ft-curves .js-plotly-plot')._fullData"
+                           ".map(t => [t.name, t._length])")
     assert len(traces) == 1 and traces[0][0].endswith("fvt") and traces[0][1] >= 2, traces
     screenshot(page, "app_finetune")
 

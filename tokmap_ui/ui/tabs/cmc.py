@@ -110,9 +110,15 @@ class CmcTab:
                   + (f", loss {loss:.3f}" if isinstance(loss, float) else "") + (f" — {job.error}" if job.error else ""))
         if not job.status.finished:
             return session, status, gr.update()
-        session.delta_job = None
+        job_seen, sent = session.seen.get("delta", (None, 0))
+        sent = sent if job_seen == job.id else 0
+        if sent >= 3:  # offered on three ticks (in case one is lost); then leave the user's choice alone
+            return session, gr.skip(), gr.skip()
+        session.seen["delta"] = (job.id, sent + 1)
         choices = self.deltas(session)
-        return session, status, gr.update(choices=choices, value=choices[0][1] if choices else None)
+        folder = str(Path(job_option(job, "--out") or "") / "delta")
+        value = folder if folder in {c[1] for c in choices} else (choices[0][1] if choices else None)
+        return session, status, gr.update(choices=choices, value=value)
 
     def add_host(self, path: str | None, session: Session) -> Any:
         """Add an uploaded model (zip of an HF folder) as a host."""

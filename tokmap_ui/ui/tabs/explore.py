@@ -138,10 +138,11 @@ class ExploreTab:
                   + (f" — {job.error}" if job.error else ""))
         if not job.status.finished:
             return session, status, gr.update()
-        session.map_job = None
         map_id = job.progress.get("done", {}).get("map_id")
-        if map_id is None:
+        if map_id is None or session.map_id == map_id:  # failed, or the new map is open: stop following
+            session.map_job = None
             return session, status, gr.update()
+        # Sent again on every tick until open_map has run (an update lost in transit is simply resent).
         return session, status, gr.update(choices=self.map_choices(session), value=map_id)
 
     def open_map(self, map_id: int | None, colour_by: str, session: Session) -> list[Any]:
