@@ -258,7 +258,7 @@ def loss_figure(frame: pd.DataFrame, title: str = "Training loss of all runs") -
     for run, part in frame.groupby("run", sort=False):
         fig.add_trace(go.Scatter(x=part["step"], y=part["loss"], mode="lines", name=str(run)))
     fig.update_layout(title=title, height=330, margin=dict(l=40, r=10, t=40, b=40), xaxis_title="step",
-                      yaxis_title="loss", legend_title_text="run", uirevision="loss")
+                      yaxis_title="loss", legend_title_text="run", uirevision="loss", showlegend=True)
     if frame.empty:
         fig.add_annotation(text="No runs yet: start some on the left.", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper")
