@@ -89,7 +89,7 @@ def _progress():
     return Progress(tty=False)
 
 
-def _source_rows(source: Path, vocab_size: int) -> Any:
+def source_rows(source: Path, vocab_size: int) -> Any:
     """The source model's embedding rows, cut or mean-padded to the tokenizer's size: (V_s, D)."""
     import torch
 
@@ -131,7 +131,7 @@ def run_explore_map(args: argparse.Namespace) -> int:
         progress.emit("artifact", path=str(map_file), kind="token-map")
         progress.emit("step", step=1, message="map registered for review")
         if args.layout != "none" and (Path(args.source) / "config.json").is_file():
-            rows = _source_rows(Path(args.source), token_map.source.vocab_size)
+            rows = source_rows(Path(args.source), token_map.source.vocab_size)
             target_rows = token_map.apply_to_rows(rows)                      # (V_t, D)
             report = lambda fraction, message: progress.emit("step", step=1 + fraction, message=message)  # noqa: E731
             projection = project_tokens(rows, target_rows, ProjectionConfig(method=args.layout), progress=report)

@@ -58,9 +58,9 @@ def neighbour_indexes(view: MapView) -> tuple[Any, Any, Any] | None:
             view.extras["indexes"] = None
         else:
             from tokmap_ui.projection import NeighbourIndex
-            from tokmap_ui.workbench import _source_rows
+            from tokmap_ui.workbench import source_rows
 
-            rows = _source_rows(Path(source), view.reviewed.base.source.vocab_size)   # (V_s, D)
+            rows = source_rows(Path(source), view.reviewed.base.source.vocab_size)   # (V_s, D)
             target_rows = view.reviewed.base.apply_to_rows(rows)                        # (V_t, D)
             view.extras["indexes"] = (NeighbourIndex(rows), NeighbourIndex(target_rows), target_rows.numpy())
     return view.extras["indexes"]
