@@ -235,3 +235,17 @@ def test_cli_finetune_prints_json_lines_and_one_line_errors(kit, tmp_path, capsy
     assert cli.main(args[:-1] + [str(tmp_path / "cli2"), "--steps", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err and "steps" in err
+
+
+def test_clm_eval_windows_fit_the_position_limit():
+    """Windows are block_size tokens (not block_size + 1), so a block equal to the model's
+    position limit evaluates instead of indexing past the position table."""
+    from tests.models import tiny_pair
+
+    model, tokenizer = tiny_pair("gpt2")
+    limit = model.config.n_positions
+    text = " ".join(corpus_lines()[:40])
+    assert len(tokenizer(text)["input_ids"]) > 2 * limit
+    result = evaluate_loss_per_byte(model, tokenizer, [text], block_size=limit)
+    assert math.isfinite(result.loss_per_byte)
+    assert result.n_tokens == len(tokenizer(text)["input_ids"])

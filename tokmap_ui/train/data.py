@@ -198,16 +198,17 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def _clm_rows(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[list[int]]:
-    """Each text as ``[context] + ids`` cut into windows of ``block_size + 1`` overlapping by one,
-    so every token after the context token is predicted exactly once."""
+    """Each text as ``[context] + ids`` cut into windows of ``block_size`` tokens overlapping by one,
+    so every token after the context token is predicted exactly once and no window exceeds the
+    model's position limit (``block_size`` is clamped to it by the caller)."""
     context = getattr(tokenizer, "bos_token_id", None)
     if context is None:
         context = getattr(tokenizer, "eos_token_id", None)
     rows = []
     for ids in encode_texts(tokenizer, texts):
         seq = ([int(context)] if context is not None else []) + ids
-        for start in range(0, max(len(seq) - 1, 0), block_size):
-            rows.append(seq[start:start + block_size + 1])
+        for start in range(0, max(len(seq) - 1, 0), block_size - 1):
+            rows.append(seq[start:start + block_size])
     return rows
 
 
