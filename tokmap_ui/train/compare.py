@@ -178,7 +178,9 @@ def results_table(result: CompareResult) -> str:
         lines.append(f"| {arm.method} | {arm.initial:.4f} | {arm.final:.4f} | {arm.final - arm.initial:+.4f} "
                      f"| {arm.tokens_per_s:.0f} |")
     first = cfg.methods[0]
-    if result.steps_to_reference is None:
+    if cfg.reference not in [a.method for a in result.arms] or first == cfg.reference:
+        verdict = f"{cfg.reference} (the reference) has no finished run to compare {first} with."
+    elif result.steps_to_reference is None:
         verdict = f"{first} did not reach {cfg.reference}'s final loss within {cfg.steps} steps."
     else:
         verdict = (f"{first} reaches {cfg.reference}'s final loss at step {result.steps_to_reference:.1f} "
@@ -274,25 +276,30 @@ def run_arm(config: CompareConfig, method: str, on_event: EventCallback | None =
 
 
 def compare_init(config: CompareConfig, on_event: EventCallback | None = None) -> CompareResult:
-    """Run every arm, then write results.json, table.md, curves.html and curves.png to ``config.out``."""
+    """Run every arm; after each, (re)write results.json, table.md, curves.html and curves.png (:func:`write_outputs`)."""
     import torch
-
-    from tokmap_ui.io.files import atomic_write_bytes, atomic_write_text
 
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    arms = []
+    arms: list[ArmResult] = []
     for method in config.methods:
         if on_event is not None:
             on_event({"event": "arm", "method": method})
         arms.append(run_arm(config, method, on_event))
-    result = summarise(config, arms)
-    out = Path(config.out)
+        result = summarise(config, arms)
+        write_outputs(result)  # after every arm: a run cut short still leaves the arms it finished
+    return result
+
+
+def write_outputs(result: CompareResult) -> None:
+    """Write results.json, table.md, curves.html and curves.png to ``result.config.out``."""
+    from tokmap_ui.io.files import atomic_write_bytes, atomic_write_text
+
+    out = Path(result.config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(result.to_dict(), indent=2) + "\n")
     atomic_write_text(out / "table.md", results_table(result))
     # plotly.js from the CDN keeps the file small; curves.png is the offline view
     atomic_write_text(out / "curves.html", curves_figure(result).to_html(include_plotlyjs="cdn"))
     atomic_write_bytes(out / "curves.png", curves_png(result))
-    return result
