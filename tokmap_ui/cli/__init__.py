@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tokmap_ui.cli.review",
     "tokmap_ui.cli.convert",
     "tokmap_ui.cli.train",
+    "tokmap_ui.cli.compare",
     "tokmap_ui.cli.cmc",
     "tokmap_ui.cli.delta",
     "tokmap_ui.cli.serve",
