@@ -167,6 +167,41 @@ def test_multi_token_pairs_split_half_all_to_all_half_in_order():
     assert found.pairs_per_target[1] == 1
 
 
+def test_whole_words_first_and_text_start_forms():
+    from tests.test_baselines import bytelevel
+
+    src = PreTrainedTokenizerFast(tokenizer_object=_wordpiece({"[UNK]": 0, "cat": 1, "##s": 2, ",": 3, "##,": 4}),
+                                  unk_token="[UNK]")
+    letters = {c: i for i, c in enumerate("aeknstKĠ,", start=1)}
+    merges = [("Ġ", "k"), ("Ġk", "a"), ("Ġka", "t"), ("t", "e"), ("te", "n"), ("K", "a"), ("Ka", "t")]
+    vocab = {"<unk>": 0, **letters}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    tgt = bytelevel(vocab, merges, unk_token="<unk>")
+    source, target = Vocabulary.from_tokenizer(src), Vocabulary.from_tokenizer(tgt)
+    pairs = Dictionary.from_pairs([("cat", "kat"), ("cats", "katten"), (",", ",")], "en", "nl")
+    config = MappingConfig(space_dim=2, whole_words_first=False, text_start_variants=False, check_direction=False)
+    mixed = build_token_map(src, tgt, pairs, config, source=source, target=target)
+    assert len(mixed.entries[target.id_of("Ġkat")].sources) == 2          # cat and ##s (from "cats")
+    config = MappingConfig(space_dim=2, whole_words_first=True, text_start_variants=True, check_direction=False)
+    tm = build_token_map(src, tgt, pairs, config, source=source, target=target)
+    entry = tm.entries[target.id_of("Ġkat")]
+    assert entry.sources == ((source.id_of("cat"), 1.0),) and entry.evidence[0] == "whole-word pairs:1"
+    assert tm.entries[target.id_of("ten")].method == "dictionary"           # only split evidence: still used
+    # "Kat" is how the word is written at the start of a text (no space before it)
+    start = tm.entries[target.id_of("Kat")]
+    assert start.method == "dictionary" and start.sources[0][0] == source.id_of("cat")
+    # punctuation is copied, never learnt from pairs, and never from the untrained WordPiece "##,"
+    comma = tm.entries[target.id_of(",")]
+    assert (comma.method, comma.sources) == ("identical", ((source.id_of(","), 1.0),))
+
+
+def _wordpiece(vocab: dict[str, int]) -> Tokenizer:
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok
+
+
 def test_space_is_cached_and_runs_are_deterministic(tokenizers, tmp_path):
     src, tgt = tokenizers
     cache = ArrayCache(tmp_path / "cache")

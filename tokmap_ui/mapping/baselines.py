@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from tokmap_ui.mapping.tokenmap import EntryMethod, MapEntry, TokenMap, VocabRef
-from tokmap_ui.vocab import Vocabulary
+from tokmap_ui.vocab import Vocabulary, WordMarker
 
 ROLE_FALLBACKS = {"bos": ("bos", "cls"), "cls": ("cls", "bos"), "eos": ("eos", "sep"), "sep": ("sep", "eos"),
                   "pad": ("pad",), "unk": ("unk",), "mask": ("mask",)}
@@ -57,11 +57,13 @@ class MapMethod(str, Enum):
 
 # ----------------------------------------------------------------------------- shared steps
 
-def word_ids(tokenizer: Any, vocab: Vocabulary, words: Sequence[str]) -> list[list[int]]:
+def word_ids(tokenizer: Any, vocab: Vocabulary, words: Sequence[str], after_space: bool = True) -> list[list[int]]:
     """Token ids of each word as it is tokenised after a space (word-initial form).
 
     Special tokens (an ``[UNK]``) and leading bare word-start markers (a lone ``▁`` or ``Ġ``
-    some tokenizers emit before a word) are dropped; a word of only those gives ``[]``.
+    some tokenizers emit before a word) are dropped; a word of only those gives ``[]``. With
+    ``after_space=False`` the word is tokenised as the first word of a text (GPT-2 style
+    tokenizers then give ``Kat``, not ``ĠKat``).
 
     Example:
         >>> word_ids(gpt2_style, vocab, ["katten"])     # doctest: +SKIP
@@ -69,7 +71,7 @@ def word_ids(tokenizer: Any, vocab: Vocabulary, words: Sequence[str]) -> list[li
     """
     if not words:
         return []
-    encoded = encode_batch(tokenizer, [" " + w for w in words])
+    encoded = encode_batch(tokenizer, [" " + w for w in words] if after_space else list(words))
     size = len(vocab)
     drop = set(np.flatnonzero(vocab.is_special).tolist())
     bare = set(np.flatnonzero(vocab.starts_word).tolist()) & {i for i, t in enumerate(vocab.canonical) if t == ""}
@@ -146,13 +148,17 @@ def identical_sources(target: Vocabulary, source: Vocabulary, source_tokenizer: 
     """
     index = {key: [i for i in ids if not source.is_special[i]] for key, ids in source.ids_by_canonical().items()}
     fold = source_folding(source_tokenizer) if source_tokenizer is not None else (lambda text: text)
+    wordpiece = source.marker is WordMarker.WORDPIECE
     out = {}
     for i, (text, start) in enumerate(zip(target.canonical, target.starts_word.tolist())):
         if target.is_special[i] or not text:
             continue
         candidates = [(text, start), (fold(text), start)]
         if not _has_letters(text):
-            candidates += [(text, not start), (fold(text), not start)]
+            # WordPiece splits punctuation off as a word of its own, so its "##," rows are never
+            # trained: a word-start "," is the one to copy.
+            other = [(text, not start), (fold(text), not start)]
+            candidates = other + candidates if wordpiece and not start else candidates + other
         for key in candidates:
             ids = index.get(key)
             if ids:
@@ -179,8 +185,11 @@ def fvt_sources(target: Vocabulary, source: Vocabulary, source_tokenizer: Any,
     inner_index = {text: i for (text, start), group in source.ids_by_canonical().items() if not start and text
                    for i in group[:1] if not source.is_special[i]}
     longest = max(map(len, inner_index), default=0)
+    symbols = [i for i in ids if not target.starts_word[i] and texts[i] and not _has_letters(texts[i])
+               and source.marker is WordMarker.WORDPIECE]  # "##," is never trained (see identical_sources)
+    out.update({i: p for i, p in zip(symbols, word_ids(source_tokenizer, source, [texts[i] for i in symbols])) if p})
     for i in ids:
-        if not target.starts_word[i] and texts[i]:
+        if not target.starts_word[i] and texts[i] and i not in out:
             pieces = _greedy(texts[i], inner_index, longest)
             if pieces:
                 out[i] = pieces
