@@ -26,14 +26,14 @@ def _human(n: int) -> str:
 
 def training_table(assets: Path) -> list[str]:
     """Markdown rows of the figures in ``models/*/training.json``."""
-    rows = ["| model | params | tokenizer | steps (stopped by) | train time | tokens seen (epochs) "
+    rows = ["| model | params | tokenizer | steps (stopped by) | CPU min per core / wall min | tokens seen (epochs) "
             "| valid loss/token | perplexity | loss/byte (bits/byte) | unigram loss/byte | unigram perplexity |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for path in sorted(assets.glob("models/*/training.json")):
         r = json.loads(path.read_text(encoding="utf-8"))
         t, v = r["training"], r["validation"]
         rows.append(f"| {r['model']} ({r['architecture']}) | {r['parameters'] / 1e6:.2f}M | {r['tokenizer']} "
-                    f"| {t['steps']:,} ({t['stopped_by']}) | {t['seconds'] / 60:.1f} min "
+                    f"| {t['steps']:,} ({t['stopped_by']}) | {t['cpu_minutes_per_core']:.1f} / {t['seconds'] / 60:.1f} "
                     f"| {t['tokens_seen'] / 1e6:.2f}M ({t['epochs']}) | {v['loss_per_token']:.3f} "
                     f"| {v['perplexity']:.1f} | {v['loss_per_byte']:.3f} ({v['bits_per_byte']:.3f}) "
                     f"| {v['unigram_loss_per_byte']:.3f} | {v['unigram_perplexity']:.1f} |")
