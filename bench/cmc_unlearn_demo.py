@@ -140,14 +140,17 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     delta, dtok, info = load_delta(run)
+    delta.float()
     alpha = args.alpha if args.alpha is not None else float(info.get("alpha", 1.0))
     sets = {"forget": forget, "retain": retain_valid, "bible_heldout": heldout_bible}
     rows = {}
     template, ttok = load_model(args.template, task="causal-lm")
+    template.float()  # the kit stores fp16 weights; score in fp32
     began = time.monotonic()
     rows["template"] = evaluate_cmc(CmcPair(template, ttok, delta, dtok), sets, alpha, max_texts=args.max_texts)
     print(rows["template"].to_text(), f"\n({time.monotonic() - began:.0f} s)", flush=True)
     other, otok = load_model(args.other_host, task="causal-lm")
+    other.float()
     host_vocab, delta_vocab = Vocabulary.from_tokenizer(otok, "tiny-en-llama"), Vocabulary.from_tokenizer(dtok, "delta")
     token_map = build_pmmined_map(host_vocab, delta_vocab)
     print("PM-MinED map (host tiny-en-llama -> delta):",

@@ -124,6 +124,15 @@ def run_delta_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_float(model):
+    """Half-precision weights (kit models are stored in fp16) computed in fp32 on a CPU: faster and exact."""
+    import torch
+
+    if next(model.parameters()).device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
+        model.float()
+    return model
+
+
 def load_pair(host: str, delta: str | None, map_spec: str | None):
     """Load host, delta and map and build the :class:`~tokmap_ui.cmc.decode.CmcPair`; also return the delta's info."""
     from tokmap_ui.cmc.decode import CmcPair
@@ -131,6 +140,7 @@ def load_pair(host: str, delta: str | None, map_spec: str | None):
 
     _quiet_hf()
     host_model, host_tok = load_model(host, task="causal-lm")
+    _cpu_float(host_model)
     if delta is None:
         if map_spec:
             raise ConfigError("--map needs --delta. Fix: give the delta folder, or drop --map.")
@@ -138,6 +148,7 @@ def load_pair(host: str, delta: str | None, map_spec: str | None):
     from tokmap_ui.io.deltas import load_delta
 
     delta_model, delta_tok, info = load_delta(delta)
+    _cpu_float(delta_model)
     token_map = None
     if map_spec == PM_MINED:
         from tokmap_ui.mapping.pmmined import build_pmmined_map_cached

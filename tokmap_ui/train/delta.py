@@ -225,9 +225,11 @@ def train_delta(config: DeltaConfig, template: Any = None, tokenizer: Any = None
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     delta, preset = build_delta(template, tokenizer, config.delta_config, seed=config.seed)
-    delta.train()
+    delta.float().train()  # fp32 master weights for the delta (the reference trains a bf16-loaded model)
     template.eval().requires_grad_(False)
     template.to(accelerator.device)
+    if not use_gpu and template.dtype in (torch.float16, torch.bfloat16):
+        template.float()  # kit models are stored in fp16; half-precision matmuls on a CPU are slow and coarse
     optimizer = _optimizer(delta, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, int(config.steps * config.warmup_ratio)))
     delta, optimizer = accelerator.prepare(delta, optimizer)
