@@ -269,13 +269,8 @@ def run_arm(config: CompareConfig, method: str, on_event: EventCallback | None =
         if on_event is not None:
             on_event({**record, "method": method})
 
-    from tokmap_ui.train.options import Objective
-    from tokmap_ui.train.rundir import load_model_and_tokenizer
-
-    # weights stored in fp16 (the demo kit) load as fp16; an fp16 AdamW step on the CPU gives NaN at once,
-    # so train fp32 master weights (on a GPU, accelerate autocasts to bf16 on top of these)
-    model, tokenizer = load_model_and_tokenizer(tune.model, Objective.parse(tune.objective))
-    result = finetune(tune, model=model.float(), tokenizer=tokenizer, on_event=relay)
+    # finetune() trains fp32 master weights even for the kit's fp16 checkpoints
+    result = finetune(tune, on_event=relay)
     curve = sorted({int(r["step"]): float(r["loss_per_byte"]) for r in result.history}.items())
     return ArmResult(method, curve, result.train_tokens_per_s, convert_s, result.elapsed_s,
                      dict(report.get("by_method", {})))

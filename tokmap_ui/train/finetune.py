@@ -218,6 +218,10 @@ def finetune(config: FinetuneConfig, model: torch.nn.Module | None = None, token
     checkpoint = check_resume_config(out, config)
     if model is None or tokenizer is None:
         model, tokenizer = load_model_and_tokenizer(config.model, objective)
+    # Master weights in fp32 whatever the checkpoint's storage dtype: AdamW on fp16 weights gives NaN
+    # on the CPU, and on a GPU accelerate's bf16 autocast expects fp32 parameters underneath.
+    if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        model = model.float()
     mask_id = require_mask_token(tokenizer, f"the tokenizer of {config.model}") if objective is Objective.MLM else None
     block = min(config.block_size, _block_limit(model) or config.block_size)
     data = TextBlocks.from_texts(tokenizer, train_texts, block, wrap_cls_sep=objective is Objective.MLM,
