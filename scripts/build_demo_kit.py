@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if part in ("tokenizers", "models"):  # rebuilt one at a time: merge, keep the others' records
             old = common.load_build_info(assets).get(part, {})
             info = {**old, **info}
-        info = {**info, "seconds": timer(), "seed": args.seed} if part != "models" else info
-        common.update_build_info(assets, part, info)
+        if part != "manifest":  # the manifest hashes build_info.json: it must be written last
+            info = {**info, "seconds": timer(), "seed": args.seed} if part != "models" else info
+            common.update_build_info(assets, part, info)
         print(f"   done in {timer()} s", flush=True)
     return 0
 
