@@ -313,11 +313,13 @@ def test_cli_map_writes_a_loadable_map(tmp_path, tokenizers, cli, capsys):
     en, nl, dictionary, _ = write_kit(tmp_path, tokenizers)
     out = tmp_path / "map.json"
     code = cli(["map", "--source-tokenizer", str(en), "--target-tokenizer", str(nl), "--dictionary",
-                str(dictionary), "--top-k", "2", "--space-dim", "8", "--out", str(out), "--json"])
+                str(dictionary), "--top-k", "2", "--space-dim", "8", "--set", "whole_words_first=false",
+                "--set", "in_order_share=0.25", "--out", str(out), "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     tm = load_token_map(out)
     assert tm.kind == "tiktotok" and tm.params["top_k"] == 2
+    assert tm.params["whole_words_first"] is False and tm.params["in_order_share"] == 0.25
     assert summary["by_method"] == tm.stats["by_method"] and "dictionary" in summary["seconds"]
     assert max(len(e.sources) for e in tm.entries if e.method == "neighbour") <= 2
 
@@ -331,6 +333,10 @@ def test_cli_map_errors_are_one_line(tmp_path, tokenizers, cli, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "looks reversed" in err and "--swap" in err and "Traceback" not in err
     assert not out.exists()
+    # a misspelt --set field
+    code = cli(["map", "--source-tokenizer", str(en), "--target-tokenizer", str(nl), "--dictionary",
+                str(dictionary), "--set", "top_kk=3", "--out", str(out)])
+    assert code == 2 and "FIELD=VALUE" in capsys.readouterr().err
     # no source tokenizer at all
     code = cli(["map", "--target-tokenizer", str(nl), "--dictionary", str(dictionary), "--out", str(out)])
     assert code == 2 and "--source-tokenizer" in capsys.readouterr().err

@@ -27,8 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tgt-col", help="dictionary column (header name) of target-language words")
     p.add_argument("--swap", action="store_true", help="read the dictionary the other way round")
     p.add_argument("--source-model", help="source model folder: its tokenizer, and its table for --eval-pairs")
-    p.add_argument("--text-src", help="monolingual source-language text, one line per paragraph (optional)")
-    p.add_argument("--text-tgt", help="monolingual target-language text (optional)")
+    p.add_argument("--text-src", help="monolingual source-language text, one line per paragraph, for the subword "
+                                      "space (optional; on the demo kit it made the map worse, see tiktotok.py)")
+    p.add_argument("--text-tgt", help="monolingual target-language text (optional, as --text-src)")
     p.add_argument("--method", choices=[m.value for m in MapMethod], default=mc.method.value,
                    help="mapping method (default: tiktotok)")
     p.add_argument("--top-k", type=int, default=mc.top_k, help=f"neighbours per unreached token (default {mc.top_k})")
@@ -40,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sources", type=int, default=mc.max_sources, help="most sources per dictionary entry")
     p.add_argument("--association", type=float, default=mc.association,
                    help="divide counts by source frequency ** this (0 = raw counts)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other MappingConfig field, e.g. --set whole_words_first=false (repeatable)")
     p.add_argument("--no-direction-check", action="store_true",
                    help="accept a dictionary whose sides seem to fit the other tokenizer better")
     p.add_argument("--seed", type=int, default=mc.seed, help="seed of code-switching and the SVD")
@@ -86,6 +89,33 @@ def _source_tokenizer(tokenizer: str | None, model: str | None):
     return load_tokenizer(tokenizer or model)
 
 
+def _settings(items: list[str]) -> dict:
+    """``["top_k=5", "whole_words_first=false"]`` -> typed MappingConfig fields."""
+    from dataclasses import fields
+
+    from tokmap_ui.errors import ConfigError
+    from tokmap_ui.mapping.tiktotok import MappingConfig
+
+    known = {f.name: type(getattr(MappingConfig(), f.name)) for f in fields(MappingConfig)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in known:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
+        kind = known[name]
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[name] = value.lower() in ("true", "1", "yes")
+            else:
+                out[name] = kind(value) if kind in (int, float) else value
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: '{value}' is not a valid {kind.__name__}") from None
+    return out
+
+
 def run_map(args: argparse.Namespace) -> int:
     from tokmap_ui.errors import ConfigError
     from tokmap_ui.io.cache import ArrayCache
@@ -97,7 +127,7 @@ def run_map(args: argparse.Namespace) -> int:
 
     config = MappingConfig(method=args.method, top_k=args.top_k, temperature=args.temperature, space=args.space,
                            space_dim=args.space_dim, max_sources=args.max_sources, association=args.association,
-                           check_direction=not args.no_direction_check, seed=args.seed)
+                           check_direction=not args.no_direction_check, seed=args.seed, **_settings(args.set))
     if args.eval_pairs and not args.source_model:
         raise ConfigError("--eval-pairs needs --source-model (whose embedding table is evaluated)")
     source_tokenizer = _source_tokenizer(args.source_tokenizer, args.source_model)

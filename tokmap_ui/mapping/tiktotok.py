@@ -25,8 +25,10 @@ Defaults were chosen on the demo kit's dev splits (MiniLM -> nl-bpe, FreeDict en
 measures disagree: held-out word translation P@1 prefers broad entries (50 sources, counts
 divided by source frequency ** 0.5: 0.306), while converted-MiniLM sentence retrieval, the
 use the map is for, prefers sharp ones (10 raw-count sources, whole words first: retrieval
-P@1 0.52 against 0.25, word P@1 0.17-0.22). The defaults are the sharp ones; both settings
-beat every baseline on both measures.
+P@1 0.54 against 0.33, word P@1 0.17 against 0.31). The defaults are the sharp ones; both
+settings beat every baseline on both measures. Of the subword spaces, PPMI-SVD on the dictionary
+alone won (dev retrieval P@1 0.54; n-gram Procrustes 0.41; PPMI-SVD with code-switched kit text
+0.30; no neighbour step, FVT instead, 0.42), so monolingual text is optional and off by default.
 
 Weights are normalised per entry. Bad input raises :class:`~tokmap_ui.errors.DictionaryError`
 (empty dictionary, one in the wrong direction, none of it tokenisable); harmless oddities
