@@ -124,11 +124,14 @@ def test_every_tab_on_the_demo_project(page, app_url, screenshot):
     page.get_by_role("button", name="PM-MinED compatibility report").click()
     page.wait_for_function("document.querySelector('#cmc-compat')?.innerText?.includes('tiny-llama')")
     page.click("#cmc-run")
-    page.wait_for_function("document.querySelectorAll('#arena .arena-card[data-done=\"true\"]').length === 4",
+    # two cards per host (alone, + delta); the demo project has the kit's hosts besides the test's
+    page.wait_for_function("(() => { const c = [...document.querySelectorAll('#arena .arena-card')];"
+                           " return c.length >= 4 && c.every(x => x.dataset.done === 'true'); })()",
                            timeout=120_000)
     page.wait_for_selector("#arena-shifts .shift-token")
     cards = page.locator("#arena .arena-card")
-    assert {cards.nth(i).get_attribute("data-variant") for i in range(4)} == {"host alone", "host + delta"}
+    assert cards.count() % 2 == 0
+    assert {cards.nth(i).get_attribute("data-variant") for i in range(cards.count())} == {"host alone", "host + delta"}
     assert "most boosted" in text_of(page, "#arena-shifts")
     screenshot(page, "app_cmc")
 
