@@ -45,10 +45,10 @@ def _fresh_delta(template, tokenizer, preset: str):
 
 
 def bench_case(name: str, pair: CmcPair, prompts: list[str], tokens: int, repeat: int,
-               use_cpu_time: bool = True, head_dtype: str = "float32") -> dict:
+               use_cpu_time: bool = True, head_dtype: str = "float32", overlap: bool = False) -> dict:
     n = len(prompts)
     config = GenerateConfig(alpha=1.0, max_new_tokens=tokens, stop_at_eos=False, batch_size=n,
-                            delta_head_dtype=head_dtype)
+                            delta_head_dtype=head_dtype, overlap=overlap)
     host_only = GenerateConfig(alpha=0.0, max_new_tokens=tokens, stop_at_eos=False, batch_size=n)
     tok = pair.host_tok
     tok.padding_side = "left"
@@ -75,13 +75,13 @@ def bench_case(name: str, pair: CmcPair, prompts: list[str], tokens: int, repeat
     t_hf, t_host, t_delta = clock["hf"], clock["host"], clock["delta"]
     rollbacks = sum(r.delta_rollbacks for r in pair.generate(prompts, config))
     total = n * tokens
-    row = {"case": name, "batch": n, "delta_head": head_dtype, "tokens": total, "clock": "cpu" if use_cpu_time else "wall",
+    row = {"case": name, "batch": n, "delta_head": head_dtype, "overlap": overlap, "tokens": total, "clock": "cpu" if use_cpu_time else "wall",
            "hf_tok_s": total / t_hf, "host_tok_s": total / t_host,
            "host_delta_tok_s": total / t_delta, "ratio_vs_host": t_host / t_delta, "ratio_vs_hf": t_hf / t_delta,
            "wall_ratio_vs_host": best["host"] / best["delta"], "delta_rollback_tokens": rollbacks}
-    print(f"{name:<28} batch {n} ({row['clock']}, delta head {head_dtype}): hf {row['hf_tok_s']:7.1f}  host {row['host_tok_s']:7.1f}  "
+    print(f"{name:<26} batch {n} ({row['clock']}, head {head_dtype}, overlap {overlap:d}): hf {row['hf_tok_s']:7.1f}  host {row['host_tok_s']:7.1f}  "
           f"host+delta {row['host_delta_tok_s']:7.1f} tok/s   ratio {row['ratio_vs_host']:.2f}x of host, "
-          f"{row['ratio_vs_hf']:.2f}x of hf   (delta rollbacks {rollbacks})", flush=True)
+          f"{row['ratio_vs_hf']:.2f}x of hf; wall {row['wall_ratio_vs_host']:.2f}x of host  (rollbacks {rollbacks})", flush=True)
     return row
 
 
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="time by this process's CPU time (default; robust on a shared machine) or wall time")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--head-dtypes", default="float32,bfloat16", help="delta head dtypes to try (default both)")
+    parser.add_argument("--overlap", default="0", help="delta on a second thread: 1, 0 or 0,1 (default 0)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -128,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (int(b) for b in args.batches.split(",")):
         prompts = (PROMPTS * ((batch + len(PROMPTS) - 1) // len(PROMPTS)))[:batch]
         for head in args.head_dtypes.split(","):
-            rows.append(bench_case("same vocab (template host)", CmcPair(template, ttok, delta, dtok), prompts,
-                                   args.tokens, args.repeat, args.clock == "cpu", head))
-            rows.append(bench_case("other vocab (PM-MinED)", CmcPair(other, otok, delta, dtok, token_map), prompts,
-                                   args.tokens, args.repeat, args.clock == "cpu", head))
+            for overlap in (bool(int(o)) for o in args.overlap.split(",")):
+                rows.append(bench_case("same vocab (template)", CmcPair(template, ttok, delta, dtok), prompts,
+                                       args.tokens, args.repeat, args.clock == "cpu", head, overlap))
+                rows.append(bench_case("other vocab (PM-MinED)", CmcPair(other, otok, delta, dtok, token_map),
+                                       prompts, args.tokens, args.repeat, args.clock == "cpu", head, overlap))
     if args.json:
         Path(args.json).write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(),
                                                "parameters": params, "rows": rows}, indent=1), encoding="utf-8")

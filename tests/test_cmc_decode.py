@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -208,6 +209,8 @@ def test_cached_batched_decoding_equals_a_slow_full_recompute(models, which):
     results = pair.generate(PROMPTS, config)
     for prompt, result in zip(PROMPTS, results):
         assert result.token_ids == _slow_decode(pair, prompt, 12, 1.5)
+    threaded = pair.generate(PROMPTS, dataclasses.replace(config, overlap=True, batch_size=3))
+    assert [r.token_ids for r in threaded] == [r.token_ids for r in results]  # same tokens, delta on a thread
     assert any(r.token_ids != g.token_ids for r, g in
                zip(results, pair.generate(PROMPTS, GenerateConfig(alpha=0.0, max_new_tokens=12, stop_at_eos=False))))
 

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,9 @@ class GenerateConfig:
     """Prompts decoded together (left-padded)."""
     verify_sync: bool = False
     """Check the delta's ids against a full re-encode of the text after every step (slow; for debugging)."""
+    overlap: bool = False
+    """Step the delta on a second thread while the host steps (their matrix work releases the GIL; on the
+    demo kit +3-4% tokens/s at batch 8, nothing at batch 1)."""
     delta_head_dtype: str = "float32"
     """float32, or bfloat16: the delta's output layer in bf16 (less memory traffic per step on a CPU; logits ±1e-2)."""
 
@@ -224,9 +228,14 @@ class CmcPair:
         if self.shift is not None:
             self.shift.centre = Centre.parse(config.centre)
         generator = torch.Generator(device=next(self.host.parameters()).device).manual_seed(config.seed)
-        for start in range(0, len(prompts), config.batch_size):
-            chunk = list(range(start, min(start + config.batch_size, len(prompts))))
-            yield from self._batch(prompts, chunk, config, generator, results)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cmc-delta") if config.overlap and self._use_delta(config) else None
+        try:
+            for start in range(0, len(prompts), config.batch_size):
+                chunk = list(range(start, min(start + config.batch_size, len(prompts))))
+                yield from self._batch(prompts, chunk, config, generator, results, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------ one batch
 
@@ -234,7 +243,8 @@ class CmcPair:
         return self.delta is not None and config.alpha != 0
 
     def _batch(self, prompts: list[str], chunk: list[int], config: GenerateConfig,
-               generator: torch.Generator, results: list[GenerateResult]) -> Iterator[StreamEvent]:
+               generator: torch.Generator, results: list[GenerateResult],
+               pool: ThreadPoolExecutor | None = None) -> Iterator[StreamEvent]:
         host_rows = [encode_prompt(self.host_tok, prompts[i]) for i in chunk]
         host = CachedLM(self.host, pad_id=_context_id(self.host_tok))
         host_logits = host.start(host_rows)                                     # (B, Vh)
@@ -299,9 +309,15 @@ class CmcPair:
                     yield StreamEvent(i, None, "", True, reason)
             if not any(active):
                 break
-            host_logits = host.step([len(row) for row in host.ids], new)
-            if delta:
-                delta_logits = delta.advance(active, new, [prompts[i] + detok[r].text for r, i in enumerate(chunk)])
+            texts = [prompts[i] + detok[r].text for r, i in enumerate(chunk)]
+            if delta and pool is not None:  # the two models' steps are independent: run them side by side
+                pending = pool.submit(delta.advance, active, new, texts)
+                host_logits = host.step([len(row) for row in host.ids], new)
+                delta_logits = pending.result()
+            else:
+                host_logits = host.step([len(row) for row in host.ids], new)
+                if delta:
+                    delta_logits = delta.advance(active, new, texts)
 
 
 class DeltaStreams:
