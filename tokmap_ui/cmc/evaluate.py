@@ -33,6 +33,7 @@ from tokmap_ui.cmc.combine import Centre
 from tokmap_ui.cmc.decode import CmcPair, DeltaStreams, _context_id
 from tokmap_ui.cmc.runner import max_positions
 from tokmap_ui.cmc.sync import Detokenizer
+from tokmap_ui.train.data import pad_rows
 from tokmap_ui.errors import ConfigError
 
 
@@ -135,12 +136,8 @@ def score_texts(pair: CmcPair, texts: Sequence[str], alpha: float, *, name: str 
     device = next(pair.host.parameters()).device
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        width = max(len(r) for r in batch)
-        ids = torch.full((len(batch), width), ctx, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, row in enumerate(batch):
-            ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
+        ids, mask = pad_rows(batch, ctx)  # (B, T) each
+        width = ids.shape[1]
         host_logits = pair.host(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
         host_lp = torch.log_softmax(host_logits[..., : pair.host_vocab_len], dim=-1)                      # (B, T, Vr)
         targets = ids[:, 1:].to(device)                                                                    # (B, T-1)

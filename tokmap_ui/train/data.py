@@ -197,6 +197,22 @@ def _model_device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token-id rows into ``(ids, attention_mask)``, both (B, T_max) long tensors.
+
+    Example:
+        >>> pad_rows([[5, 6, 7], [8]], 0)[0].tolist()
+        [[5, 6, 7], [8, 0, 0]]
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        attention[i, :len(row)] = 1
+    return ids, attention
+
+
 def _clm_rows(tokenizer: Any, texts: Sequence[str], block_size: int) -> list[list[int]]:
     """Each text as ``[context] + ids`` cut into windows of ``block_size`` tokens overlapping by one,
     so every token after the context token is predicted exactly once and no window exceeds the
@@ -256,13 +272,7 @@ def evaluate_loss_per_byte(model: torch.nn.Module, tokenizer: Any, texts: Sequen
         rows = sorted(_clm_rows(tokenizer, texts, block_size), key=len)  # similar lengths → little padding
         pad = _pad_id(tokenizer)
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            width = max(len(r) for r in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, row in enumerate(chunk):
-                ids[i, :len(row)] = torch.tensor(row)
-                attention[i, :len(row)] = 1
+            ids, attention = pad_rows(rows[start:start + batch_size], pad)
             ids, attention = ids.to(device), attention.to(device)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = model(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
