@@ -80,6 +80,24 @@ def test_cancel_stops_the_process_group_within_seconds(store, tmp_path):
         jobs.cancel(store, job_id)
 
 
+def test_cancel_wins_over_a_timer_that_saw_the_killed_runner_first(store, tmp_path, monkeypatch):
+    """The app's timer calls refresh() while cancel() waits: when the runner dies without a word
+    (SIGKILL after the grace), refresh may mark it interrupted first; the user's cancel still wins."""
+    job_id = _fake(store, "--steps", "10000", "--sleep", "0.05", "--out", str(tmp_path))
+    _wait_for(lambda: store.get_job(job_id).progress.get("step"))
+    real_killpg = os.killpg
+
+    def killpg_then_timer_tick(pid, sig):
+        real_killpg(pid, sig)
+        if sig == signal.SIGKILL:
+            _wait_for(lambda: not jobs._group_alive(pid))
+            assert [j.id for j in jobs.refresh(store) if j.status is JobStatus.INTERRUPTED] == [job_id]
+
+    monkeypatch.setattr(jobs.os, "killpg", killpg_then_timer_tick)
+    job = jobs.cancel(store, job_id, grace_s=0.0)
+    assert job.status is JobStatus.CANCELLED and job.error == "cancelled by the user"
+
+
 def test_crash_is_recovered_as_interrupted_and_resumes_from_checkpoint(store, tmp_path):
     job_id = _fake(store, "--steps", "8", "--sleep", "0.15", "--out", str(tmp_path))
     _wait_for(lambda: store.get_job(job_id).progress.get("checkpoint_step"))

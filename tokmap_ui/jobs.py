@@ -215,7 +215,9 @@ def cancel(store: Store, job_id: int, grace_s: float = CANCEL_GRACE_S) -> Job:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
     job = store.get_job(job_id)
-    if job.status is JobStatus.RUNNING:  # the runner died before it could say so
+    # RUNNING: the runner died before it could say so. INTERRUPTED: a concurrent refresh() (the app's
+    # timer) saw the dead process first and took it for a crash; the user asked for a cancel.
+    if job.status in (JobStatus.RUNNING, JobStatus.INTERRUPTED):
         with contextlib.suppress(StoreError):
             job = store.update_job(job_id, status=JobStatus.CANCELLED, error="cancelled by the user")
     start_queued_jobs(store)

@@ -44,6 +44,17 @@ def fill_number(page, elem_id: str, value: str) -> None:
     box.press("Tab")
 
 
+def wait_or_report(page, condition: str, shown: str, timeout: int = 60_000) -> None:
+    """Wait for ``condition``; on a timeout fail with what ``shown`` displays, not a bare timeout."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition, timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{condition} not reached in {timeout} ms; {shown} shows: {text_of(page, shown)!r}") \
+            from None
+
+
 def test_every_tab_on_the_demo_project(page, app_url, screenshot):
     page.goto(app_url)
     page.wait_for_function("document.querySelector('#summary-source')?.innerText?.includes('GPT2LMHeadModel')",
@@ -99,17 +110,19 @@ def test_every_tab_on_the_demo_project(page, app_url, screenshot):
     open_tab(page, "Convert & fine-tune")
     for name in ("tiktotok", "random"):
         page.locator("#init-methods").get_by_label(name).uncheck()
-    fill_number(page, "ft-steps", "200")
+    fill_number(page, "ft-steps", "20000")  # far more than can run before the cancel, even on a fast machine
     page.get_by_text("Training settings").click()
     page.get_by_label("Block (tokens)").fill("32")
     page.click("#ft-start")
     page.wait_for_function("document.querySelector('#ft-status textarea')?.value?.includes('fvt')")
-    page.wait_for_function("document.querySelector('#ft-results')?.innerText?.match(/\\b[1-9]\\d*\\/200\\b/)",
+    page.wait_for_function("document.querySelector('#ft-results')?.innerText?.match(/\\b[1-9]\\d*\\/20000\\b/)",
                            timeout=JOB_S)
     page.wait_for_timeout(2500)  # a few more steps for the curve
     screenshot(page, "app_finetune_running")
     page.click("#ft-cancel")
-    page.wait_for_function("document.querySelector('#ft-results')?.innerText?.includes('cancelled')", timeout=60_000)
+    page.wait_for_function("document.querySelector('#ft-status textarea')?.value?.includes('cancelled jobs')",
+                           timeout=60_000)
+    wait_or_report(page, "document.querySelector('#ft-results')?.innerText?.includes('cancelled')", "#ft-results")
     traces = page.evaluate("document.querySelector('#ft-curves .js-plotly-plot')._fullData"
                            ".map(t => [t.name, t._length])")
     assert len(traces) == 1 and traces[0][0].endswith("fvt") and traces[0][1] >= 2, traces
