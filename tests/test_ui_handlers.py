@@ -151,6 +151,32 @@ def test_recolour_by_method_and_status(ws):
     assert set(by_status["colour"]["names"]) >= {"source", "auto"}
 
 
+def test_plot_colours_follow_review_actions_incrementally(ws):
+    from tokmap_ui.ui.components.token_map_plot import decode_array
+    from tokmap_ui.ui.tabs.explore import _colouring_from_scratch
+
+    ctx, map_id = ws
+    tab, panel = ExploreTab(ctx), ReviewPanel(ctx)
+    session = session_with_map(ctx, map_id)
+    panel.set_reviewer("cleo", session)
+    tab.recolour("review status", session)  # cached at the current event
+    panel.open(77, session)
+    panel.act("reject", "", "", session)
+    panel.open(78, session)
+    panel.act("edit", "#5 1", "", session)
+    assert tab.recolour_after_review("language", session) == gr.skip()  # side colours do not change
+    view = ctx.map_view(map_id)
+    for by, expected in (("review status", {77: "rejected", 78: "edited"}), ("method", {78: "manual"})):
+        colour = tab.recolour_after_review(by, session)["colour"]
+        names = [colour["names"][c] for c in decode_array(colour["codes"], "uint8")]
+        for target, name in expected.items():
+            assert names[view.layout.point_of("target", target)] == name
+        scratch = _colouring_from_scratch(view, by)  # the incremental update agrees with a full recount
+        assert names == [scratch.names[c] for c in scratch.codes]
+    panel.act("undo", "", "", session)
+    panel.act("undo", "", "", session)
+
+
 def test_find_token_by_text_and_id(ws):
     ctx, map_id = ws
     view = ctx.map_view(map_id)

@@ -21,7 +21,7 @@ from tokmap_ui.mapping.baselines import MapMethod
 from tokmap_ui.projection import TARGET
 from tokmap_ui.ui.components import (TokenMapPlot, colour_by_category, colour_by_side, empty_payload, parse_click,
                                      parse_lasso, parse_search, plot_payload, plot_update)
-from tokmap_ui.ui.components.token_map_plot import REVIEW_COLOURS
+from tokmap_ui.ui.components.token_map_plot import MAX_CATEGORIES, PALETTE, REVIEW_COLOURS, Colouring
 from tokmap_ui.ui.render import EntryView, coverage_figure, entry_markdown, job_fraction
 from tokmap_ui.ui.state import AppContext, MapView, Session
 from tokmap_ui.workbench import LAYOUTS, MapJobConfig, start_map_job
@@ -32,10 +32,34 @@ NEIGHBOURS = 6
 
 
 def point_categories(view: MapView, by: str) -> Any:
-    """The colouring of every point of the view's layout: by side, entry method or review status."""
-    layout = view.layout
+    """The colouring of every point of the view's layout: by side, entry method or review status.
+
+    Method and status colourings are cached on the view with the review event they reflect; after
+    review actions only the points of the entries changed since are recoloured, so a decision
+    shows on a 100k-point plot in milliseconds.
+    """
     if by == "language":
-        return colour_by_side(layout)
+        return colour_by_side(view.layout)
+    key, now = f"colouring:{by}", view.reviewed.last_event_id
+    cached = view.extras.get(key)
+    if cached is not None and cached[1] == now:
+        return cached[0]
+    if cached is None:
+        colouring = _colouring_from_scratch(view, by)
+    else:
+        changed = {e.target_id for e in view.reviewed.store.map_events(view.map_id, since=cached[1])}
+        colouring = _recoloured(view, by, cached[0], sorted(changed))
+    view.extras[key] = (colouring, now)
+    return colouring
+
+
+def _category(view: MapView, by: str, target_id: int) -> str:
+    entry = view.reviewed.entry(target_id)
+    return entry.status if by == "review status" else entry.method
+
+
+def _colouring_from_scratch(view: MapView, by: str) -> Any:
+    layout = view.layout
     values = np.full(len(layout.ids), "source", dtype=object)
     rows = np.flatnonzero(layout.sides == TARGET)
     entries = view.reviewed.base.entries
@@ -46,6 +70,26 @@ def point_categories(view: MapView, by: str) -> Any:
         values[row] = entry.status if by == "review status" else entry.method
     colours = dict(REVIEW_COLOURS, source="#c7c7c7") if by == "review status" else {"source": "#c7c7c7"}
     return colour_by_category(values.tolist(), by, colours)
+
+
+def _recoloured(view: MapView, by: str, old: Any, target_ids: list[int]) -> Any:
+    """``old`` with the points of ``target_ids`` given their current category (a new name gets a colour)."""
+    if not target_ids:
+        return old
+    codes, names, colours = old.codes.copy(), list(old.names), list(old.colours)
+    rows = view.layout.points_of("target", target_ids)
+    for target_id, row in zip(target_ids, rows.tolist()):
+        if row < 0:
+            continue
+        name = _category(view, by, target_id)
+        if name not in names:
+            if "other" in names or len(names) >= MAX_CATEGORIES:
+                name = "other" if "other" in names else names[-1]
+            else:
+                names.append(name)
+                colours.append(REVIEW_COLOURS.get(name) or PALETTE[len(names) % len(PALETTE)])
+        codes[row] = names.index(name)
+    return Colouring(codes, names, colours, old.title)
 
 
 def neighbour_indexes(view: MapView) -> tuple[Any, Any, Any] | None:
@@ -170,6 +214,12 @@ class ExploreTab:
         if view.layout is None:
             return gr.update()
         return plot_update(view.layout, colours=point_categories(view, colour_by))
+
+    def recolour_after_review(self, colour_by: str, session: Session) -> Any:
+        """After a review action: the plot's colours follow when they show status or method."""
+        if colour_by == "language" or session.map_id is None:
+            return gr.skip()
+        return self.recolour(colour_by, session)
 
     def show_entry(self, side: str, token_id: float, session: Session) -> tuple[Session, str]:
         """The entry panel of one token (``side``: target or source)."""

@@ -240,9 +240,12 @@ class ReviewPanel:
         self.table.select(self.pick_row, session, entry_out, api_visibility="private")
         prev.click(partial(self.step, -1), session, entry_out, api_visibility="private")
         nxt.click(partial(self.step, +1), session, entry_out, api_visibility="private")
+        # After an action: the entry first (the reviewer reads it), then the queue and the plot's colours.
+        recolour = dict(fn=explore.recolour_after_review, inputs=[explore.colour_by, session], outputs=explore.plot,
+                        api_visibility="private", show_progress="hidden")
         action_box = gr.Textbox(visible=False)
         for action, button in buttons.items():
             button.click(partial(self.act, action), [sources, comment, session], entry_out,
-                         api_visibility="private").then(**refresh)
+                         api_visibility="private").then(**refresh).then(**recolour)
         action_box.submit(self.act, [action_box, sources, comment, session], entry_out, api_name="review") \
-            .then(**refresh)
+            .then(**refresh).then(**recolour)
