@@ -96,11 +96,16 @@ def test_every_tab_on_the_demo_project(page, app_url, screenshot):
     page.fill("#reviewer-name textarea, #reviewer-name input", "e2e reviewer")
     page.click("#reviewer-set")
     page.wait_for_function("document.querySelector('#reviewer-who')?.innerText?.includes('e2e reviewer')")
+    page.locator("#colour-by").get_by_label("review status").check()
+    traces = "document.querySelector('#token-map .tmp-plot').data.map(t => t.name).join('|')"
+    page.wait_for_function(f"{traces}.includes('auto (')")
     page.click("#map-info")  # focus outside any text field
     page.keyboard.press("f")
     page.wait_for_function("document.querySelector('#entry')?.innerText?.includes('status: flagged')")
+    page.wait_for_function(f"{traces}.includes('flagged (1)')")  # the plot's colours follow the decision
     page.keyboard.press("u")
     page.wait_for_function("document.querySelector('#entry')?.innerText?.includes('status: auto')")
+    page.wait_for_function(f"!{traces}.includes('flagged')")
     page.wait_for_function("document.querySelector('#review-queue')?.innerText?.includes('dictionary')")
     page.wait_for_function("document.querySelector('#review-progress')?.innerText?.includes('reviewed 0/16,000')")
     assert "a approve" in text_of(page, "#review-keys")
