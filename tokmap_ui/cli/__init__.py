@@ -22,6 +22,7 @@ from tokmap_ui.errors import TokmapError
 COMMAND_MODULES = (
     "tokmap_ui.cli.inspect",
     "tokmap_ui.cli.mapping",
+    "tokmap_ui.cli.compose",
     "tokmap_ui.cli.review",
     "tokmap_ui.cli.convert",
     "tokmap_ui.cli.train",

@@ -86,6 +86,10 @@ def _source_tokenizer(tokenizer: str | None, model: str | None):
 
     if not tokenizer and not model:
         raise ConfigError("give --source-tokenizer or --source-model (whose tokenizer is then used)")
+    if not tokenizer:
+        from tokmap_ui.io.models import resolve_model_dir
+
+        model = resolve_model_dir(model) or model  # names such as kit:minilm stand for a folder
     return load_tokenizer(tokenizer or model)
 
 
