@@ -253,6 +253,25 @@ def test_stop_strings_and_streaming(models):
         pair.generate(["x"], GenerateConfig(stop=("",)))
 
 
+def test_arena_panels_equal_separate_runs_alone_and_with_the_delta(models):
+    from tokmap_ui.cmc.arena import ALONE, WITH_DELTA, ArenaConfig, run_arena
+
+    pairs = {"same": CmcPair(models["host"], models["htok"], models["same"], models["htok"]),
+             "other": CmcPair(models["host"], models["htok"], models["other"], models["otok"], models["map"])}
+    settings = GenerateConfig(max_new_tokens=8, stop_at_eos=False, temperature=0.8, seed=3)
+    states = list(run_arena(pairs, PROMPTS[0], ArenaConfig(alpha=2.0, generate=settings, explain_k=3)))
+    panels = states[-1].panels
+    assert states[-1].finished and len(states) > 8  # one state per round of events, panels grow together
+    assert [(p.host, p.variant) for p in panels] == [("same", ALONE), ("same", WITH_DELTA),
+                                                     ("other", ALONE), ("other", WITH_DELTA)]
+    for panel in panels:  # each panel is exactly the run it stands for
+        alpha = 0.0 if panel.variant == ALONE else 2.0
+        expected = pairs[panel.host].generate([PROMPTS[0]], dataclasses.replace(settings, alpha=alpha))[0]
+        assert panel.text == expected.text
+        assert len(panel.steps) == (0 if panel.variant == ALONE else len(expected.token_ids))
+    assert panels[0].text == panels[2].text  # the same host alone, whatever the delta
+
+
 def test_explain_lists_host_top_tokens_and_the_shift():
     host = torch.log_softmax(torch.tensor([3.0, 2.0, 1.0, 0.0]), -1)
     step = explain_step(0, host, torch.tensor([-5.0, 0.0, 0.0, 4.0]), chosen=3, k=2, tokenizer=gpt2_tokenizer())

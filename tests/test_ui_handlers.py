@@ -15,7 +15,8 @@ import pytest
 from tests.api.workspace import prepare_demo
 from tokmap_ui.project import DEMO_PROJECT, Role, selected
 from tokmap_ui.ui.components import decode_payload
-from tokmap_ui.ui.render import (ArenaPanel, EntryView, arena_html, coverage_figure, entry_markdown, evidence_line,
+from tokmap_ui.cmc.arena import ArenaPanel
+from tokmap_ui.ui.render import (EntryView, arena_html, coverage_figure, entry_markdown, evidence_line,
                                  loss_figure, loss_frame, readable_tokens, results_frame)
 from tokmap_ui.ui.state import AppContext, ObjectCache, Session
 from tokmap_ui.ui.tabs.cmc import CmcTab

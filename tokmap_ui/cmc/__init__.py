@@ -7,6 +7,7 @@ Modules:
     fastlm    FastLM: the same with a lean forward for GPT-2/Llama deltas (exact; ~3x less overhead)
     decode    GenerateConfig, CmcPair, generate(), stream_generate(), sample()
     explain   per-step host top tokens and the delta's shift on them
+    arena     run_arena(): every host alone and + delta, streamed side by side
     evaluate  forget/retain per-byte loss of host vs host + delta
 
 Training the delta lives in :mod:`tokmap_ui.train.delta`; the token map in

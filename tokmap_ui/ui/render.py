@@ -12,9 +12,12 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from tokmap_ui.cmc.arena import ArenaPanel
 
 # Plain symbols (DejaVu has them), not emoji: headless and minimal Linux setups lack emoji fonts.
 STATUS_ICONS = {"queued": "…", "running": "▶", "succeeded": "✓", "failed": "✗", "cancelled": "■",
@@ -288,17 +291,6 @@ def compat_markdown(host: str, report: Any) -> str:
     share = lambda n: f"{100 * n / max(report.total, 1):.1f}%"  # noqa: E731
     counts = " · ".join(f"{k} {v:,} ({share(v)})" for k, v in report.counts.items())
     return f"#### {html.escape(host)} → delta\n{report.total:,} host tokens: {counts}\n\n" + code_block(report.to_text())
-
-
-@dataclass
-class ArenaPanel:
-    """One output box of the arena: a host, with or without the delta, and its text so far."""
-
-    host: str
-    variant: str      # "host alone" or "host + delta"
-    text: str = ""
-    done: bool = False
-    note: str = ""
 
 
 def arena_html(prompt: str, panels: Sequence[ArenaPanel]) -> str:

@@ -20,7 +20,7 @@ import gradio as gr
 from tokmap_ui.errors import TokmapError
 from tokmap_ui.project import Role, add_input, artifact_choices, role_artifacts
 from tokmap_ui.store import Artifact, JobStatus
-from tokmap_ui.ui.render import ArenaPanel, arena_html, compat_markdown, job_fraction, token_shift_html
+from tokmap_ui.ui.render import arena_html, compat_markdown, job_fraction, token_shift_html
 from tokmap_ui.ui.state import AppContext, Session
 from tokmap_ui.workbench import job_option, start_delta_job
 
@@ -147,48 +147,27 @@ class CmcTab:
     def arena(self, prompt: str, delta_folder: str | None, host_ids: list[Any], alpha: float, temperature: float,
               top_p: float, top_k: float, max_new: float, seed: float, instruct: bool):
         """Stream every host alone and with the delta side by side; then the per-token delta view."""
+        from tokmap_ui.cmc.arena import ArenaConfig, run_arena
         from tokmap_ui.cmc.decode import GenerateConfig
+        from tokmap_ui.train.delta_data import format_prompt
 
         if not delta_folder:
             raise gr.Error("Pick a trained delta (train one above; it takes about a minute on the demo).")
         if not host_ids:
             raise gr.Error("Tick at least one host.")
-        hosts = [self._artifact(i) for i in host_ids]
         try:
-            pairs = [self._pair(h, delta_folder) for h in hosts]
-            info = self._delta(delta_folder)[2]
-            text = prompt or ""
-            if instruct:
-                from tokmap_ui.train.delta_data import format_prompt
-
-                text = format_prompt(self._delta(delta_folder)[1], text, prompt_format=info.get("prompt_format", "auto"))
-            common = dict(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
-                          top_k=int(top_k), seed=int(seed))
-            streams, panels, shifts = [], [], {}
-            for host, pair in zip(hosts, pairs):
-                for variant, config in (("host alone", GenerateConfig(alpha=0.0, **common)),
-                                        ("host + delta", GenerateConfig(alpha=float(alpha), explain=EXPLAIN_K, **common))):
-                    panels.append(ArenaPanel(host.name, variant))
-                    streams.append(pair.stream([text], config))
-            explained: list[list[Any]] = [[] for _ in streams]
-            live = list(range(len(streams)))
-            while live:
-                for k in list(live):
-                    event = next(streams[k], None)
-                    if event is None or event.finished:
-                        panels[k].done = True
-                        live.remove(k)
-                        continue
-                    panels[k].text += event.text
-                    if event.explanation is not None:
-                        explained[k].append(event.explanation)
-                yield arena_html(text, panels), gr.update()
-            for k, panel in enumerate(panels):
-                if explained[k]:
-                    shifts[panel.host] = token_shift_html(panel.host, explained[k])
+            pairs = {host.name: self._pair(host, delta_folder) for host in map(self._artifact, host_ids)}
+            _, tokenizer, info = self._delta(delta_folder)
+            text = format_prompt(tokenizer, prompt or "", prompt_format=info.get("prompt_format", "auto")) \
+                if instruct else prompt or ""
+            config = ArenaConfig(alpha=float(alpha), explain_k=EXPLAIN_K, generate=GenerateConfig(
+                max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                seed=int(seed)))
+            for state in run_arena(pairs, text, config):
+                yield arena_html(text, state.panels), gr.update()
         except TokmapError as err:
             raise gr.Error(str(err)) from None
-        yield arena_html(text, panels), "".join(shifts.values())
+        yield arena_html(text, state.panels), "".join(token_shift_html(p.host, p.steps) for p in state.panels if p.steps)
 
     # ------------------------------------------------------------------ layout
     def build(self, session: gr.State, timer: gr.Timer) -> None:
