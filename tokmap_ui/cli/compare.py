@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-eval-texts", type=int, default=200, help="validation lines per evaluation")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--map", action="append", default=[], metavar="NAME=FILE",
+                   help="convert arm NAME with this token-map file instead of building a map (repeatable); NAME "
+                        "may be a method (tiktotok=FILE) or a new label listed in --methods (tiktotok-pivot=FILE)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=run_compare_init)
 
@@ -35,14 +38,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_compare_init(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
+    from tokmap_ui.errors import ConfigError
     from tokmap_ui.train.compare import CompareConfig, compare_init, results_table
 
     hf_logging.disable_progress_bar()
+    maps = []
+    for item in args.map:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--map {item!r}: expected NAME=FILE, e.g. tiktotok-pivot=fy-en.pivot.json.gz")
+        maps.append((name.strip(), path.strip()))
     config = CompareConfig(model=args.model, target_tokenizer=args.target_tokenizer, train=args.train,
                            valid=args.valid, out=args.out, methods=tuple(args.methods), reference=args.reference,
                            dictionary=args.dictionary, steps=args.steps, batch_size=args.batch,
                            block_size=args.block_size, lr=args.lr, eval_every=args.eval_every,
-                           max_eval_texts=args.max_eval_texts, threads=args.threads, seed=args.seed)
+                           max_eval_texts=args.max_eval_texts, threads=args.threads, seed=args.seed,
+                           maps=tuple(maps))
 
     def show(record: dict) -> None:  # JSON lines for the job runner: arm starts, evals, step losses
         if record.get("event") in ("arm", "eval", "step", "done"):

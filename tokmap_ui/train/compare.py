@@ -72,21 +72,27 @@ class CompareConfig:
     """torch CPU threads (0 = leave torch's default)."""
     seed: int = 0
     """Seed of data order (the same for every method)."""
+    maps: tuple[tuple[str, str], ...] = ()
+    """Precomputed token-map files as (arm name, file) pairs: that arm converts with the file instead of
+    building a map (e.g. ("tiktotok-pivot", "fy-en.pivot.json.gz")); the name may be any label."""
 
     def validate(self) -> None:
         """Raise ConfigError for settings out of range."""
         from tokmap_ui.mapping.baselines import MapMethod
 
         known = [m.value for m in MapMethod]
+        given = dict(self.maps)
         if not self.methods:
             raise ConfigError("no init method given. Fix: pass --methods with one or more of " + ", ".join(known))
         for method in self.methods:
-            if method not in known:
-                raise ConfigError(f"init method '{method}' is unknown. Fix: choose from {', '.join(known)}.")
+            if method not in known and method not in given:
+                raise ConfigError(f"init method '{method}' is unknown. Fix: choose from {', '.join(known)}, or "
+                                  f"give its map with --map {method}=FILE.")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("a method is listed twice in --methods. Fix: list each once.")
-        if "tiktotok" in self.methods and not self.dictionary:
-            raise ConfigError("tiktotok needs a bilingual dictionary. Fix: pass --dictionary FILE.")
+        if "tiktotok" in self.methods and "tiktotok" not in given and not self.dictionary:
+            raise ConfigError("tiktotok needs a bilingual dictionary. Fix: pass --dictionary FILE "
+                              "(or --map tiktotok=FILE).")
         if self.steps < 1 or self.batch_size < 1 or self.max_eval_texts < 1 or self.eval_every < 0:
             raise ConfigError("steps, batch size and eval texts must be at least 1, eval_every 0 or more.")
 
@@ -256,7 +262,7 @@ def run_arm(config: CompareConfig, method: str, on_event: EventCallback | None =
     folder = Path(config.out) / "runs" / method
     tick = time.monotonic()
     report = convert_for_method(config.model, config.target_tokenizer, method, folder / "converted",
-                                dictionary=config.dictionary)
+                                dictionary=config.dictionary, map_file=dict(config.maps).get(method))
     convert_s = time.monotonic() - tick
     tune = FinetuneConfig(model=str(folder / "converted"), train_files=(config.train,), valid_file=config.valid,
                           out=str(folder / "finetune"), objective=_objective(folder / "converted"),
