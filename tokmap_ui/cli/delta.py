@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="FILE.jsonl", help="training data (JSON lines)")
     p.add_argument("--task", required=True, choices=["instruct", "unlearn"], help="what the delta learns")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder; the delta goes to RUN/delta")
-    p.add_argument("--delta-config", default="tiny", metavar="tiny|small|PATH",
-                   help="delta size: tiny (2x128), small (4x256), a config.json or a model folder (default tiny)")
+    p.add_argument("--delta-config", default="tiny", metavar="micro|tiny|small|PATH",
+                   help="delta size: micro (1x64), tiny (2x128), small (4x256), a config.json or a model folder "
+                        "(default tiny; micro beside hosts of a few million parameters, such as the demo kit's)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--batch", type=int, default=8, help="examples per micro-batch (default 8)")

@@ -1,6 +1,8 @@
 """The delta model of CMC: built from a preset beside a template, output zeroed; and the combined loss.
 
-Presets (``DELTA_PRESETS``): ``tiny`` 2 layers × 128, ``small`` 4 layers × 256. The family follows
+Presets (``DELTA_PRESETS``): ``micro`` 1 layer × 64, ``tiny`` 2 layers × 128, ``small`` 4 layers ×
+256. A delta costs its host about (its head + layers) / (the host's) per decoded token, so pick
+it small beside the host: micro beside the demo kit's 5M-parameter hosts. The family follows
 the template when it is Llama-like (Llama, Mistral, Qwen2/3, Gemma → a LlamaConfig), else GPT-2.
 Vocabulary rows and context length are the template's, so ids and positions line up one-to-one.
 
@@ -20,7 +22,8 @@ import torch
 from tokmap_ui.errors import ConfigError, ModelError
 from tokmap_ui.train.data import IGNORE_INDEX
 
-DELTA_PRESETS = {"tiny": {"layers": 2, "width": 128, "heads": 2}, "small": {"layers": 4, "width": 256, "heads": 4}}
+DELTA_PRESETS = {"micro": {"layers": 1, "width": 64, "heads": 2}, "tiny": {"layers": 2, "width": 128, "heads": 2},
+                 "small": {"layers": 4, "width": 256, "heads": 4}}
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2")
 
 
