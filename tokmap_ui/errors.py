@@ -81,6 +81,21 @@ class ConfigError(TokmapError):
     """A job setting out of range or inconsistent with the others."""
 
 
+def check_ranges(config: object, checks: list[tuple[str, bool, str]]) -> None:
+    """Raise ConfigError for the first ``(field, ok, wanted range)`` that is not ok.
+
+    Example:
+        >>> try:
+        ...     check_ranges(type("C", (), {"steps": 0})(), [("steps", False, "at least 1")])
+        ... except ConfigError as err:
+        ...     print(err)
+        steps = 0 is out of range. Fix: use a value at least 1.
+    """
+    for name, ok, want in checks:
+        if not ok:
+            raise ConfigError(f"{name} = {getattr(config, name)} is out of range. Fix: use a value {want}.")
+
+
 class StoreError(TokmapError):
     """The workspace database refused an operation (for example a stale edit)."""
 

@@ -31,7 +31,7 @@ from tokmap_ui.cmc.explain import StepExplanation, explain_step
 from tokmap_ui.cmc.fastlm import make_runner
 from tokmap_ui.cmc.runner import CachedLM
 from tokmap_ui.cmc.sync import DeltaTokens, Detokenizer
-from tokmap_ui.errors import ConfigError, TokenMapError
+from tokmap_ui.errors import ConfigError, TokenMapError, check_ranges
 from tokmap_ui.mapping.tokenmap import TokenMap
 
 
@@ -74,9 +74,7 @@ class GenerateConfig:
                   ("temperature", self.temperature >= 0, "0 or more"),
                   ("top_p", 0 < self.top_p <= 1, "in (0, 1]"), ("top_k", self.top_k >= 0, "0 or more"),
                   ("batch_size", self.batch_size >= 1, "at least 1"), ("explain", self.explain >= 0, "0 or more")]
-        for name, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"{name} = {getattr(self, name)} is out of range. Fix: use a value {want}.")
+        check_ranges(self, checks)
         if any(not s for s in self.stop):
             raise ConfigError("an empty stop string would stop at once. Fix: remove it.")
         Centre.parse(self.centre)

@@ -45,12 +45,13 @@ from typing import Any
 
 import torch
 
-from tokmap_ui.errors import ConfigError
+from tokmap_ui.errors import ConfigError, check_ranges
 from tokmap_ui.train.checkpoint import load_checkpoint, save_checkpoint
 from tokmap_ui.train.delta_data import (Example, TemplateCache, collate, instruct_examples, read_jsonl,
                                         resolved_prompt_format, unlearn_examples)
 from tokmap_ui.train.delta_model import FORGET_GUARDS, build_delta, combined_logprobs, token_losses, unlearn_loss
 from tokmap_ui.train.finetune import batch_indices
+from tokmap_ui.train.options import RunControl
 from tokmap_ui.train.rundir import check_resume_config, rewind_metrics, write_config
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -58,8 +59,8 @@ TASKS = ("instruct", "unlearn")
 
 
 @dataclass(frozen=True)
-class DeltaConfig:
-    """Settings of one delta-training run (the CLI flags map 1:1 onto these fields)."""
+class DeltaConfig(RunControl):
+    """Settings of one delta-training run (the CLI flags map 1:1 onto these fields; run control: RunControl)."""
 
     template: str
     """Template model folder (frozen); the delta shares its tokenizer."""
@@ -70,7 +71,7 @@ class DeltaConfig:
     out: str
     """Run folder: config.json, metrics.jsonl, checkpoints/ and the trained delta in delta/."""
     delta_config: str = "tiny"
-    """Delta size: tiny (2 layers, 128 wide), small (4 layers, 256 wide), a config.json, or a model folder."""
+    """Delta size: micro (1 layer, 64 wide), tiny (2 x 128), small (4 x 256), a config.json, or a model folder."""
     steps: int = 200
     """Optimizer steps."""
     lr: float = 1e-3
@@ -105,20 +106,6 @@ class DeltaConfig:
     """topk cache: entries kept per position."""
     cache_max_mb: float = 512.0
     """auto cache: the most memory a full cache may take."""
-    checkpoint_every: int = 100
-    """Save a resumable checkpoint every N steps (0 = only at the end)."""
-    keep_checkpoints: int = 2
-    """How many of the newest checkpoints to keep (0 = all)."""
-    seed: int = 0
-    """Seed of the delta's initialisation and the data order."""
-    resume: bool = False
-    """Continue from the newest checkpoint in the run folder."""
-    max_minutes: float = 0.0
-    """Stop (with a checkpoint and the delta written) after this many minutes (0 = no limit)."""
-    cpu: bool = False
-    """Train on the CPU even when a GPU is present."""
-    log_every: int = 1
-    """Emit a step event every N steps."""
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -132,12 +119,8 @@ class DeltaConfig:
                   ("forget_margin", self.forget_margin > 0, "above 0"),
                   ("retain_weight", self.retain_weight >= 0, "0 or more"),
                   ("forget_weight", self.forget_weight >= 0, "0 or more"),
-                  ("cache_topk", self.cache_topk >= 1, "at least 1"),
-                  ("checkpoint_every", self.checkpoint_every >= 0, "0 or more"),
-                  ("max_minutes", self.max_minutes >= 0, "0 or more"), ("log_every", self.log_every >= 1, "at least 1")]
-        for name, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"{name} = {getattr(self, name)} is out of range. Fix: use a value {want}.")
+                  ("cache_topk", self.cache_topk >= 1, "at least 1")]
+        check_ranges(self, checks + self.run_checks())
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@ from typing import Any
 
 import torch
 
-from tokmap_ui.errors import ConfigError
+from tokmap_ui.errors import ConfigError, check_ranges
 from tokmap_ui.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tokmap_ui.train.data import (EvalResult, TextBlocks, clm_loss, evaluate_loss_per_byte, mask_tokens,
                                   mlm_loss, require_mask_token)
-from tokmap_ui.train.options import Objective, Phase, trainable_parameters
+from tokmap_ui.train.options import Objective, Phase, RunControl, trainable_parameters
 from tokmap_ui.train.rundir import (check_resume_config, load_model_and_tokenizer, read_texts, rewind_metrics,
                                    save_final_model, write_config)
 
@@ -49,8 +49,8 @@ EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of one fine-tune run (the CLI flags map 1:1 onto these fields)."""
+class FinetuneConfig(RunControl):
+    """Settings of one fine-tune run (the CLI flags map 1:1 onto these fields; run control: RunControl)."""
 
     model: str
     """Model folder (config.json + model.safetensors + tokenizer) to start from."""
@@ -84,26 +84,12 @@ class FinetuneConfig:
     """Tokens per training block (clamped to the model's maximum length)."""
     eval_every: int = 0
     """Evaluate every N steps (0 = only before training, at checkpoints and at the end)."""
-    checkpoint_every: int = 100
-    """Save a resumable checkpoint every N steps (0 = only at the end)."""
-    keep_checkpoints: int = 2
-    """How many of the newest checkpoints to keep (0 = all)."""
     max_eval_texts: int = 1000
     """Use at most this many non-empty lines of the validation file."""
     eval_batch_size: int = 16
     """Texts per evaluation batch."""
     mask_probability: float = 0.15
     """MLM: share of tokens masked."""
-    seed: int = 0
-    """Seed for initial RNG state, data order and masking."""
-    resume: bool = False
-    """Continue from the newest checkpoint in the run folder."""
-    max_minutes: float = 0.0
-    """Stop (with a checkpoint and the model written) after this many minutes (0 = no limit)."""
-    cpu: bool = False
-    """Train on the CPU even when a GPU is present."""
-    log_every: int = 1
-    """Emit a step event every N steps."""
 
     def validate(self) -> None:
         """Raise ConfigError for settings out of range."""
@@ -114,14 +100,10 @@ class FinetuneConfig:
                   ("grad_accum", self.grad_accum >= 1, "at least 1"),
                   ("block_size", self.block_size >= 8, "at least 8"),
                   ("eval_every", self.eval_every >= 0, "0 or more"),
-                  ("checkpoint_every", self.checkpoint_every >= 0, "0 or more"),
                   ("embeddings_fraction", 0 < self.embeddings_fraction < 1, "between 0 and 1"),
                   ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-                  ("mask_probability", 0 < self.mask_probability < 1, "between 0 and 1"),
-                  ("max_minutes", self.max_minutes >= 0, "0 or more"), ("log_every", self.log_every >= 1, "at least 1")]
-        for name, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"{name} = {getattr(self, name)} is out of range. Fix: use a value {want}.")
+                  ("mask_probability", 0 < self.mask_probability < 1, "between 0 and 1")]
+        check_ranges(self, checks + self.run_checks())
         if not self.train_files:
             raise ConfigError("no training file given. Fix: pass --train FILE (one or more).")
 

@@ -1,14 +1,45 @@
-"""Method families of the trainer: objectives and phases (Enum + parse), and what each phase trains."""
+"""What every trainer shares: run control (checkpoints, resume, limits), objectives and phases, trainable parameters."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tokmap_ui.errors import ConfigError
 
 if TYPE_CHECKING:  # the CLI imports this module for its choices; torch loads only when training
     import torch
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunControl:
+    """The part of a training config that every job shares: checkpoints, resume, time limit, device, logging.
+
+    Fine-tune and delta configs extend it (keyword-only fields, so each subclass keeps its own
+    required fields first).
+    """
+
+    checkpoint_every: int = 100
+    """Save a resumable checkpoint every N steps (0 = only at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (0 = all)."""
+    seed: int = 0
+    """Seed of the initialisation, the data order and any masking."""
+    resume: bool = False
+    """Continue from the newest checkpoint in the run folder."""
+    max_minutes: float = 0.0
+    """Stop (with a checkpoint and the model written) after this many minutes (0 = no limit)."""
+    cpu: bool = False
+    """Train on the CPU even when a GPU is present."""
+    log_every: int = 1
+    """Emit a step event every N steps."""
+
+    def run_checks(self) -> list[tuple[str, bool, str]]:
+        """Range checks of these fields, for :func:`tokmap_ui.errors.check_ranges`."""
+        return [("checkpoint_every", self.checkpoint_every >= 0, "0 or more"),
+                ("keep_checkpoints", self.keep_checkpoints >= 0, "0 or more"),
+                ("max_minutes", self.max_minutes >= 0, "0 or more"), ("log_every", self.log_every >= 1, "at least 1")]
 
 
 class _Choice(str, enum.Enum):
