@@ -108,7 +108,7 @@ def run_explore_map(args: argparse.Namespace) -> int:
     from tokmap_ui.io.tokenizers import load_tokenizer
     from tokmap_ui.io.tokenmaps import save_token_map
     from tokmap_ui.io.workspace_files import save_layout
-    from tokmap_ui.mapping.tiktotok import MappingConfig, run_mapping
+    from tokmap_ui.mapping.tiktotok import MappingConfig
     from tokmap_ui.projection import ProjectionConfig, project_tokens
     from tokmap_ui.store import Store
 
@@ -116,10 +116,11 @@ def run_explore_map(args: argparse.Namespace) -> int:
     progress.emit("start", total_steps=3, method=args.method, layout=args.layout)
     progress.emit("step", step=0, message="loading tokenizers and dictionary")
     source_tok, target_tok = load_tokenizer(args.source), load_tokenizer(args.target)
-    dictionary = load_dictionary(args.dictionary) if args.dictionary else None
+    dictionary = load_dictionary(args.dictionary, src=args.src_col, tgt=args.tgt_col) if args.dictionary else None
     config = MappingConfig(method=args.method, top_k=args.top_k, temperature=args.temperature)
-    progress.emit("step", step=0, message=f"building the {args.method} map")
-    run = run_mapping(source_tok, target_tok, dictionary, config, cache=ArrayCache())
+    progress.emit("step", step=0, message=f"building the {args.method} map"
+                  + (f" through the pivot {Path(args.via_tokenizer).name}" if args.via_tokenizer else ""))
+    run = build_job_map(source_tok, target_tok, dictionary, config, args, cache=ArrayCache())
     token_map = run.token_map
     map_file = save_token_map(token_map, out / f"{args.name}.json.gz")
     project = int(args.project) if args.project.isdigit() else args.project  # an id, or a name
@@ -144,6 +145,37 @@ def run_explore_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_job_map(source_tok: Any, target_tok: Any, dictionary: Any, config: Any, args: Any,
+                  cache: Any = None) -> Any:
+    """:func:`~tokmap_ui.mapping.tiktotok.run_mapping`, or, for tiktotok with ``args.via_tokenizer``,
+    :func:`~tokmap_ui.mapping.pivot.run_pivot_mapping` through that pivot (the ``--via-*`` options)."""
+    from tokmap_ui.mapping.tiktotok import run_mapping
+
+    via = getattr(args, "via_tokenizer", None)
+    if not via or config.method.value != "tiktotok":
+        return run_mapping(source_tok, target_tok, dictionary, config, cache=cache)
+    from tokmap_ui.io.dictionaries import load_dictionary
+    from tokmap_ui.io.tokenizers import load_tokenizer
+    from tokmap_ui.mapping.pivot import run_pivot_mapping
+
+    if dictionary is None or not args.via_dictionary:
+        raise ConfigError("a pivot map needs two dictionaries: source→pivot (--dictionary) and pivot→target "
+                          "(--via-dictionary). Fix: apply the pivot preset again in the Project & data tab.")
+    pivot_target = load_dictionary(args.via_dictionary, src=args.via_src_col, tgt=args.via_tgt_col)
+    return run_pivot_mapping(source_tok, load_tokenizer(via), target_tok, dictionary, pivot_target, config,
+                             cache=cache, names=(f"{Path(args.via_dictionary).name} map", "pivot→source map"))
+
+
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    """Dictionary columns and the pivot hop, shared by explore-map and init-run."""
+    p.add_argument("--src-col", help="dictionary column of source-language words (default: the first)")
+    p.add_argument("--tgt-col", help="dictionary column of target- (or pivot-) language words (default: the second)")
+    p.add_argument("--via-tokenizer", help="pivot tokenizer: build tiktotok as target→pivot ∘ pivot→source")
+    p.add_argument("--via-dictionary", help="pivot→target dictionary of the first hop")
+    p.add_argument("--via-src-col", help="its pivot-language column")
+    p.add_argument("--via-tgt-col", help="its target-language column")
+
+
 def _objective(model_dir: Path) -> str:
     from tokmap_ui.io.files import read_text
 
@@ -160,7 +192,7 @@ def run_init(args: argparse.Namespace) -> int:
     if not (converted / "config.json").is_file():
         progress.emit("step", step=0, message=f"converting the model ({args.method} init)")
         report = convert_for_method(args.model, args.target_tokenizer, args.method, converted,
-                                    dictionary=args.dictionary, map_file=args.map)
+                                    dictionary=args.dictionary, map_file=args.map, options=args)
         progress.emit("converted", method=args.method, **report)
         progress.emit("artifact", path=str(converted), kind="model")
     from transformers.utils import logging as hf_logging
@@ -176,14 +208,18 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def convert_for_method(model: str | Path, target_tokenizer: str | Path, method: str, out: Path, *,
-                       dictionary: str | Path | None = None, map_file: str | Path | None = None) -> dict[str, Any]:
-    """Convert ``model`` to ``target_tokenizer`` with a map built by ``method`` (or ``map_file``); save to ``out``."""
+                       dictionary: str | Path | None = None, map_file: str | Path | None = None,
+                       options: Any = None) -> dict[str, Any]:
+    """Convert ``model`` to ``target_tokenizer`` with a map built by ``method`` (or ``map_file``); save to ``out``.
+
+    ``options`` (a job's parsed arguments) may carry dictionary columns and a pivot hop (``--via-*``).
+    """
     from tokmap_ui.convert import convert_model_with_report
     from tokmap_ui.io.dictionaries import load_dictionary
     from tokmap_ui.io.models import load_model, save_model_dir
     from tokmap_ui.io.tokenizers import load_tokenizer
     from tokmap_ui.io.tokenmaps import load_token_map
-    from tokmap_ui.mapping.tiktotok import MappingConfig, run_mapping
+    from tokmap_ui.mapping.tiktotok import MappingConfig
     from tokmap_ui.vocab import Vocabulary
 
     loaded, source_tok = load_model(model)
@@ -191,8 +227,10 @@ def convert_for_method(model: str | Path, target_tokenizer: str | Path, method: 
     if map_file:
         token_map = load_token_map(map_file)
     else:
-        dictionary_obj = load_dictionary(dictionary) if dictionary else None
-        token_map = run_mapping(source_tok, target_tok, dictionary_obj, MappingConfig(method=method)).token_map
+        columns = {"src": getattr(options, "src_col", None), "tgt": getattr(options, "tgt_col", None)}
+        dictionary_obj = load_dictionary(dictionary, **columns) if dictionary else None
+        token_map = build_job_map(source_tok, target_tok, dictionary_obj, MappingConfig(method=method),
+                                  options).token_map
     source_vocab = Vocabulary.from_tokenizer(source_tok, name=Path(model).name)
     target_vocab = Vocabulary.from_tokenizer(target_tok, name=Path(target_tokenizer).name)
     converted, tokenizer, report = convert_model_with_report(loaded, source_vocab, target_tok, target_vocab,
@@ -217,6 +255,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="pca", help="2-D layout of the tokens")
     p.add_argument("--name", required=True, help="the map's name in the project")
     p.add_argument("--out", required=True, help="folder for the map file and layout")
+    _add_map_options(p)
     p.set_defaults(run=run_explore_map)
 
     p = subparsers.add_parser("init-run", help="one init method: map, convert, fine-tune (resumable)")
@@ -234,6 +273,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--max-eval-texts", type=int, default=60)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    _add_map_options(p)
     p.set_defaults(run=run_init)
 
 
@@ -281,9 +321,24 @@ def start_map_job(store: Any, project: Any, config: MapJobConfig = MapJobConfig(
             "--target", str(target), "--method", config.method, "--top-k", str(config.top_k),
             "--temperature", str(config.temperature), "--layout", config.layout, "--name", name,
             "--out", str(_run_dir(store, project, "map", config.method))]
-    if dictionary is not None:
-        argv += ["--dictionary", str(dictionary.path)]
+    argv += _dictionary_argv(store, project, dictionary, config.method)
     return start_job(store, "map", argv, project=store.get_project(project).id, module=JOB_MODULE)
+
+
+def _dictionary_argv(store: Any, project: Any, dictionary: Any, method: str) -> list[str]:
+    """``--dictionary`` with the columns a preset recorded, and the pivot hop of a pivot preset (tiktotok only)."""
+    from tokmap_ui.presets import dictionary_columns, pivot_for_job
+
+    if dictionary is None:
+        return []
+    argv = ["--dictionary", str(dictionary.path)]
+    columns = dictionary_columns(dictionary)
+    if columns:
+        argv += ["--src-col", columns[0], "--tgt-col", columns[1]]
+    pivot = pivot_for_job(store, project)
+    if pivot is not None and method == "tiktotok":
+        argv += pivot.argv()
+    return argv
 
 
 def start_init_runs(store: Any, project: Any, methods: list[str], config: InitRunConfig = InitRunConfig(),
@@ -312,8 +367,8 @@ def start_init_runs(store: Any, project: Any, methods: list[str], config: InitRu
             if not reviewed_map:
                 raise ConfigError("'reviewed' needs a map built in Map & explore. Fix: build a map first.")
             argv += ["--map", str(reviewed_map)]
-        elif dictionary is not None:
-            argv += ["--dictionary", str(dictionary.path)]
+        else:
+            argv += _dictionary_argv(store, project, dictionary, method)
         jobs.append(start_job(store, "compare-init", argv, project=project_id, module=JOB_MODULE))
     return jobs
 

@@ -123,10 +123,64 @@ def _tok(text: str) -> str:
     return f"`{text.replace('`', 'ˋ')}`" if text else "`∅`"
 
 
+def _plain(token: str) -> str:
+    """A raw token as read: byte-level text decoded (``ĠbeÃ«indigd`` → ``Ġbeëindigd``), others as they are."""
+    from tokmap_ui.vocab import bytelevel_to_bytes
+
+    data = bytelevel_to_bytes(token) if any(ord(c) > 0x7F for c in token) else None
+    try:
+        text = data.decode("utf-8") if data is not None else token
+    except UnicodeDecodeError:
+        return token
+    return "Ġ" + text[1:] if text.startswith(" ") else text
+
+
+def _pivot_hop(item: dict[str, Any]) -> str:
+    """``through `Ġsluiten` (71%) → `close` 60%, `shut` 40%`` from a parsed ``pivot:`` evidence item."""
+    to = ", ".join(f"{_tok(_plain(str(t)))} {float(w):.0%}" for t, w in item.get("to", []))
+    why = f" — hop {item.get('hop', 1) + 1}: " + "; ".join(map(html.escape, map(str, item.get("why") or [])))
+    return f"through pivot {_tok(_plain(str(item.get('via', ''))))} ({float(item.get('share', 0)):.0%}) → {to}{why if item.get('why') else ''}"
+
+
+def pivot_path_markdown(token: str, evidence: Sequence[Any]) -> str:
+    """The pivot path of a composed entry: ``fy token → nl tokens → en tokens``, one line per hop ('' if none).
+
+    Example:
+        >>> pivot_path_markdown("Ġslute", ["chain:dictionary→dictionary",
+        ...     'pivot:{"hop":1,"via":"Ġsluiten","share":1.0,"to":[["close",0.6],["shut",0.4]]}'])
+        '**Pivot path** (dictionary → dictionary): `Ġslute` → `Ġsluiten` (100%) → `close` (60%), `shut` (40%)'
+    """
+    from tokmap_ui.mapping.compose import parse_pivot_item
+
+    items = [p for p in map(parse_pivot_item, evidence) if p is not None]
+    if not items:
+        return ""
+    chain = next((str(e)[len("chain:"):] for e in evidence if str(e).startswith("chain:")), "")
+    lines = []
+    for hop in sorted({int(p.get("hop", 1)) for p in items}):
+        step = [p for p in items if int(p.get("hop", 1)) == hop]
+        pivots = ", ".join(f"{_tok(_plain(str(p.get('via', ''))))} ({float(p.get('share', 0)):.0%})" for p in step)
+        best: dict[str, float] = {}
+        for p in step:  # the final tokens this hop leads to, weighted by the pivot's share
+            for t, w in p.get("to", []):
+                best[str(t)] = best.get(str(t), 0.0) + float(p.get("share", 0)) * float(w)
+        top = sorted(best.items(), key=lambda x: -x[1])[:4]
+        ends = ", ".join(f"{_tok(_plain(t))} ({w / max(sum(best.values()), 1e-9):.0%})" for t, w in top)
+        lines.append(f"{_tok(_plain(token)) if hop == 1 else '…'} → {pivots} → {ends}")
+    head = f"**Pivot path** ({chain.replace('→', ' → ')})" if chain else "**Pivot path**"
+    return head + ": " + "<br>".join(lines)
+
+
 def evidence_line(item: Any) -> str:
     """One evidence item in words: ``pair:cat→kat:2`` → ``dictionary pair cat → kat (×2)``."""
+    from tokmap_ui.mapping.compose import parse_pivot_item
+
     text = str(item)
     kind, _, rest = text.partition(":")
+    if (pivot := parse_pivot_item(text) if kind == "pivot" else None) is not None:
+        return _pivot_hop(pivot)
+    if kind == "chain":
+        return "composed through a pivot: " + " ∘ ".join(html.escape(m) for m in rest.split("→")) + " (method per hop)"
     if kind == "pair":
         pair, _, count = rest.rpartition(":")
         return f"dictionary pair **{html.escape(pair.replace('→', ' → '))}** (×{count})"
@@ -164,6 +218,9 @@ def entry_markdown(view: EntryView) -> str:
             lines.append("**Nearest source tokens:** " + ", ".join(f"{_tok(t)} ({s:.2f})" for t, s in view.near_source))
         if view.near_target:
             lines.append("**Nearest target tokens:** " + ", ".join(f"{_tok(t)} ({s:.2f})" for t, s in view.near_target))
+    path = pivot_path_markdown(view.token, view.evidence) if view.side != "source" else ""
+    if path:
+        lines += ["", path]
     if view.evidence:
         lines += ["", "**Evidence:**"] + [f"- {evidence_line(e)}" for e in view.evidence[:8]]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from tokmap_ui.errors import TokmapError
+from tokmap_ui.presets import apply_preset, preset_choices, preset_markdown
 from tokmap_ui.project import (Role, add_input, add_kit_item, artifact_choices, kit_items, role_artifacts, select,
                                selected, train_target_tokenizer)
 from tokmap_ui.tokenizer_training import TokenizerAlgorithm, TokenizerTrainingConfig
@@ -150,6 +151,16 @@ class ProjectTab:
             raise gr.Error(str(err)) from None
         return self.project_values(session)
 
+    def use_preset(self, key: str | None, session: Session) -> list[Any]:
+        """Fill every input of the project from the demo kit for a language pair (en→nl, en→fy via nl, nl→fy)."""
+        if not key:
+            raise gr.Error("Pick a language pair first.")
+        try:
+            apply_preset(self.ctx.store, session.project, key)
+        except TokmapError as err:
+            raise gr.Error(str(err)) from None
+        return self.project_values(session)
+
     def train_tokenizer(self, path: str | None, vocab_size: float, algorithm: str, session: Session) -> list[Any]:
         """Train a target tokenizer on uploaded text and select it."""
         if not path:
@@ -169,6 +180,11 @@ class ProjectTab:
             self.project = gr.Dropdown(label="Project", choices=[], interactive=True, allow_custom_value=True, scale=2, elem_id="project-name")
             self.new_name = gr.Textbox(label="New project", placeholder="name", scale=2)
             create = gr.Button("Create project", scale=1)
+        with gr.Row():
+            self.preset = gr.Dropdown(preset_choices(), label="Language pair (demo kit)", value=None, scale=2,
+                                      elem_id="preset")
+            self.use_preset_button = gr.Button("Use these inputs", scale=1, elem_id="use-preset")
+        self.preset_info = gr.Markdown(preset_markdown(None), elem_id="preset-info")
         self.panels: dict[Role, dict[str, Any]] = {}
         for group in ((Role.SOURCE,), (Role.TARGET,)), ((Role.DICTIONARY,), (Role.TRAIN_TEXT, Role.VALID_TEXT)):
             with gr.Row(equal_height=False):
@@ -236,6 +252,9 @@ class ProjectTab:
             p["file"].upload(self.add_upload, [p["role"], p["file"], session], out, **named("add_input"))
             if "add_hub" in p:
                 p["add_hub"].click(self.add_hub, [p["role"], p["hub"], session], out, **named("add_hub"))
+        self.preset.change(preset_markdown, self.preset, self.preset_info, api_visibility="private")
+        self.project_changes.append(
+            self.use_preset_button.click(self.use_preset, [self.preset, session], out, api_name="apply_preset"))
         t = self.panels[Role.TARGET]
         t["train"].click(self.train_tokenizer, [t["train_file"], t["vocab"], t["algorithm"], session], out,
                          api_name="train_tokenizer")
