@@ -130,6 +130,33 @@ def save_pair(model: Any, tokenizer: Any, dest: Path) -> Path:
     return dest
 
 
+def gpt2_folder(dest: Path, tokenizer_dir: Path, *, n_layer: int = 1, n_embd: int = 32,
+                fp16: bool = False) -> Path:
+    """A tiny GPT-2 on the tokenizer saved in ``tokenizer_dir``, saved with it as a model folder.
+
+    ``fp16`` stores the weights in half precision, as the demo kit does (training must upcast).
+    """
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=n_layer, n_embd=n_embd, n_head=2,
+                                       n_positions=64, bos_token_id=0, eos_token_id=0))
+    if fp16:
+        model.config.dtype = torch.float16
+        model.half()
+    return save_pair(model, tokenizer, dest)
+
+
+def text_splits(folder: Path, n_train: int, n_valid: int) -> tuple[Path, Path]:
+    """``train.txt`` and ``valid.txt`` in ``folder`` from disjoint slices of the test corpus."""
+    lines = corpus_lines(n_train + n_valid)
+    train, valid = Path(folder) / "train.txt", Path(folder) / "valid.txt"
+    train.write_text("\n".join(lines[:n_train]) + "\n", encoding="utf-8")
+    valid.write_text("\n".join(lines[n_train:]) + "\n", encoding="utf-8")
+    return train, valid
+
+
 # ---------------------------------------------------------------- token maps for tests
 
 def toy_token_map(source_vocab: Any, target_vocab: Any, seed: int = 0, unmapped_every: int = 7,

@@ -7,39 +7,24 @@ import json
 import types
 
 import pytest
-import torch
 
-from tests.tiny import corpus_lines, make_bytelevel_bpe
+from tests.models import gpt2_folder, text_splits
+from tests.tiny import make_bytelevel_bpe
 from tokmap_ui.errors import ConfigError
 from tokmap_ui.train.compare import (ArmResult, CompareConfig, compare_init, curves_png, results_table,
                                      steps_to_reach, summarise)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """A tiny fp16 GPT-2 on a 300-token byte-level BPE, a 400-token target tokenizer, train/valid text."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
     root = tmp_path_factory.mktemp("kit")
-    source_tok = AutoTokenizer.from_pretrained(make_bytelevel_bpe(root / "src-tok", vocab_size=300))
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(source_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64,
-                                       bos_token_id=0, eos_token_id=0))
-    model.config.dtype = torch.float16  # stored in fp16 like the demo kit: training must still run in fp32
-    model.half().save_pretrained(root / "model")
-    source_tok.save_pretrained(root / "model")
+    gpt2_folder(root / "model", make_bytelevel_bpe(root / "src-tok", vocab_size=300), fp16=True)
     target = make_bytelevel_bpe(root / "tgt-tok", vocab_size=400)
-    lines = corpus_lines(120)
-    (root / "train.txt").write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
-    (root / "valid.txt").write_text("\n".join(lines[100:]) + "\n", encoding="utf-8")
+    text_splits(root, 100, 20)
     return types.SimpleNamespace(model=root / "model", target=target, train=root / "train.txt",
                                  valid=root / "valid.txt")
 

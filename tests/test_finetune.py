@@ -10,6 +10,7 @@ import types
 import pytest
 import torch
 
+from tests.models import gpt2_folder, text_splits
 from tests.tiny import corpus_lines, make_bytelevel_bpe, make_wordpiece
 from tokmap_ui.errors import ConfigError, InputFileError, TokenizerError
 from tokmap_ui.train.data import TextBlocks, encode_texts, evaluate_loss_per_byte, mask_tokens
@@ -19,36 +20,24 @@ from tokmap_ui.train.progress import Progress, parse_event
 from tokmap_ui.train.rundir import read_metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~40x faster on one thread when the 2 shared cores are busy (thread contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """A tiny GPT-2 and a tiny BERT saved as model folders, plus train/valid text files."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     root = tmp_path_factory.mktemp("kit")
-    gpt_tok = AutoTokenizer.from_pretrained(make_bytelevel_bpe(root / "gpt-tok", vocab_size=300))
-    torch.manual_seed(0)
-    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(gpt_tok), n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                                     bos_token_id=0, eos_token_id=0))
-    gpt.save_pretrained(root / "gpt")
-    gpt_tok.save_pretrained(root / "gpt")
+    gpt2_folder(root / "gpt", make_bytelevel_bpe(root / "gpt-tok", vocab_size=300), n_layer=2)
+    gpt_tok = AutoTokenizer.from_pretrained(root / "gpt")
     bert_tok = AutoTokenizer.from_pretrained(make_wordpiece(root / "bert-tok", vocab_size=300, folder=True))
     bert = BertForMaskedLM(BertConfig(vocab_size=len(bert_tok), hidden_size=32, num_hidden_layers=2,
                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
                                       pad_token_id=0))
     bert.save_pretrained(root / "bert")
     bert_tok.save_pretrained(root / "bert")
-    lines = corpus_lines(160)
-    (root / "train.txt").write_text("\n".join(lines[:140]) + "\n", encoding="utf-8")
-    (root / "valid.txt").write_text("\n".join(lines[140:]) + "\n", encoding="utf-8")
+    text_splits(root, 140, 20)
     return types.SimpleNamespace(root=root, gpt=root / "gpt", bert=root / "bert", gpt_tok=gpt_tok,
                                  train=root / "train.txt", valid=root / "valid.txt")
 
