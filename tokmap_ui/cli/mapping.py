@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from tokmap_ui.cli.common import add_column_flags
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from tokmap_ui.mapping.baselines import MapMethod
@@ -23,9 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target-tokenizer", required=True, help="the new tokenizer (folder, tokenizer.json, ...)")
     p.add_argument("--dictionary", help="bilingual dictionary, source-language words → target-language words "
                                         "(required for tiktotok)")
-    p.add_argument("--src-col", help="dictionary column (header name) of source-language words")
-    p.add_argument("--tgt-col", help="dictionary column (header name) of target-language words")
-    p.add_argument("--swap", action="store_true", help="read the dictionary the other way round")
+    add_column_flags(p, "dictionary")
     p.add_argument("--source-model", help="source model folder: its tokenizer, and its table for --eval-pairs")
     p.add_argument("--text-src", help="monolingual source-language text, one line per paragraph, for the subword "
                                       "space (optional; on the demo kit it made the map worse, see tiktotok.py)")
@@ -63,9 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", help="held-out pairs (source-language word, target-language word)")
     p.add_argument("--target-tokenizer", help="the map's target tokenizer (default: the name stored in the map)")
     p.add_argument("--source-tokenizer", help="the map's source tokenizer (default: the one in --source-model)")
-    p.add_argument("--src-col", help="pair-file column of source-language words")
-    p.add_argument("--tgt-col", help="pair-file column of target-language words")
-    p.add_argument("--swap", action="store_true", help="read the pair file the other way round")
+    add_column_flags(p, "pair file")
     p.add_argument("--k", type=int, nargs="+", default=[1, 5], help="the k of P@k (default: 1 5)")
     p.add_argument("--random-std", type=float, default=0.02,
                    help="std of rows of 'random' entries (the model's initializer_range, default 0.02)")
