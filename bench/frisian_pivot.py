@@ -48,7 +48,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KIT = ROOT / "assets"
+KIT = Path("assets")  # relative: main() runs in ROOT, so paths in the results read the same on every machine
 MODELS = {"minilm": "kit:minilm", "gpt2": str(KIT / "models" / "tiny-en-gpt2")}
 LINES: list[str] = []
 
@@ -231,6 +231,7 @@ def finetune(maps_dir: Path, workdir: Path, out: Path, args: argparse.Namespace)
     from tokmap_ui.train.compare import CompareConfig, compare_init, results_table
 
     run_dir = workdir / "compare_init"
+    shutil.rmtree(run_dir, ignore_errors=True)  # fine-tunes refuse to overwrite a finished run: start afresh
     config = CompareConfig(model=MODELS["gpt2"], target_tokenizer=str(KIT / "tokenizers" / "fy-bpe"),
                            train=str(KIT / "text" / "fy" / "train.txt"), valid=str(KIT / "text" / "fy" / "valid.txt"),
                            out=str(run_dir), methods=("tiktotok-pivot", "tiktotok", "fvt", "mean", "random"),
@@ -256,13 +257,14 @@ def finetune(maps_dir: Path, workdir: Path, out: Path, args: argparse.Namespace)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default=str(ROOT / "workspace" / "bench" / "frisian"),
-                        help="maps, caches and fine-tune runs (not committed)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "frisian"), help="results folder")
+    parser.add_argument("--workdir", default="workspace/bench/frisian",
+                        help="maps, caches and fine-tune runs (not committed; relative to the repository root)")
+    parser.add_argument("--out", default="bench/results/frisian", help="results folder (relative to the root)")
     parser.add_argument("--steps", type=int, default=48, help="fine-tuning steps per init method")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--skip-finetune", action="store_true", help="maps, retrieval and words only (~1 min)")
     args = parser.parse_args(argv)
+    os.chdir(ROOT)
     import torch
 
     torch.set_num_threads(args.threads)
