@@ -6,9 +6,9 @@ from __future__ import annotations
 import types
 
 import pytest
-import torch
 
-from tests.tiny import corpus_lines, make_bytelevel_bpe
+from tests.models import gpt2_folder, text_splits
+from tests.tiny import make_bytelevel_bpe
 from tokmap_ui.cli import main
 from tokmap_ui.errors import ConfigError
 from tokmap_ui.io.tokenizers import load_tokenizer
@@ -20,21 +20,13 @@ from tokmap_ui.train.compare import CompareConfig, compare_init
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """A tiny GPT-2 on a 300-token byte-level BPE, a 400-token target tokenizer, train/valid text."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("kit")
-    source_tok = AutoTokenizer.from_pretrained(make_bytelevel_bpe(root / "src-tok", vocab_size=300))
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(source_tok), n_layer=1, n_embd=16, n_head=2, n_positions=64,
-                                       bos_token_id=0, eos_token_id=0))
-    model.save_pretrained(root / "model")
-    source_tok.save_pretrained(root / "model")
-    target = make_bytelevel_bpe(root / "tgt-tok", vocab_size=400)
-    lines = corpus_lines(60)
-    (root / "train.txt").write_text("\n".join(lines[:50]) + "\n", encoding="utf-8")
-    (root / "valid.txt").write_text("\n".join(lines[50:]) + "\n", encoding="utf-8")
-    return types.SimpleNamespace(model=root / "model", target=target, train=root / "train.txt",
-                                 valid=root / "valid.txt", source_tok=source_tok)
+    model = gpt2_folder(root / "model", make_bytelevel_bpe(root / "src-tok", vocab_size=300), n_embd=16)
+    train, valid = text_splits(root, 50, 10)
+    return types.SimpleNamespace(model=model, target=make_bytelevel_bpe(root / "tgt-tok", vocab_size=400),
+                                 train=train, valid=valid, source_tok=AutoTokenizer.from_pretrained(model))
 
 
 def test_compare_config_takes_named_maps():
@@ -45,8 +37,7 @@ def test_compare_config_takes_named_maps():
         CompareConfig(**base, methods=("tiktotok-pivot",)).validate()
 
 
-def test_an_arm_converts_with_the_given_map(kit, tmp_path):
-    torch.set_num_threads(1)
+def test_an_arm_converts_with_the_given_map(kit, tmp_path, one_torch_thread):
     source = kit.source_tok
     # a mean map under a new arm name: if the arm built its own map, by_method would not be all "mean"
     token_map = build_baseline(MapMethod.MEAN, source, load_tokenizer(kit.target))
