@@ -39,12 +39,21 @@ sys.path.insert(0, str(HERE))
 
 OURS = ("tiktotok", "fvt", "mean", "random")
 PEERS = ("wechsel", "focus")
-ALL_METHODS = ("tiktotok", "wechsel", "focus", "fvt", "mean", "random")
+# A peer with one setting changed from its default, to check that a small corpus is not the whole story:
+# fastText keeps words seen once (min count 1 instead of WECHSEL's 5 and FOCUS's 10).
+VARIANTS = {"wechsel-mc1": ("wechsel", ["--min-count", "1"]), "focus-mc1": ("focus", ["--min-count", "1"])}
+ALL_METHODS = ("tiktotok", "wechsel", "focus", *VARIANTS, "fvt", "mean", "random")
+
+
+def peer_of(method: str) -> str | None:
+    """The peer a method runs (``focus-mc1`` -> ``focus``); None for ours."""
+    return VARIANTS[method][0] if method in VARIANTS else method if method in PEERS else None
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
               "HF_DATASETS_OFFLINE": "1", "PYTHONUTF8": "1", "TQDM_DISABLE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 KIT = {"target_tokenizer": "assets/tokenizers/nl-bpe", "dictionary": "assets/dict/en-nl.tsv",
-       "dev_pairs": "assets/dict/en-nl.dev.tsv", "parallel_dev": "assets/parallel/en-nl.dev.tsv",
+       "dev_pairs": "assets/dict/en-nl.dev.tsv", "dev_parallel": "assets/parallel/en-nl.dev.tsv",
+       "test_pairs": "assets/dict/en-nl.test.tsv", "test_parallel": "assets/parallel/en-nl.test.tsv",
        "source_text": "assets/text/en/train.txt", "target_text": "assets/text/nl/train.txt",
        "valid": "assets/text/nl/valid.txt"}
 MODEL_SPECS = {"gpt2": ("assets/models/tiny-en-gpt2", "causal-lm"), "minilm": ("kit:minilm", "base")}
@@ -62,6 +71,7 @@ class Settings:
     retrieval_n: int = 1000
     threads: int = 1
     init_timeout_s: int = 1800
+    split: str = "dev"         # held-out word pairs and sentences: dev (default) or test
 
 
 def kit_path(key: str) -> str:
@@ -144,8 +154,9 @@ def init_command(method: str, python: str, inputs: dict[str, str], out: Path, th
                 "source-table": "source-table", "dictionary": "dictionary-tsv"}
         cmd = [python, str(HERE / "init_ours.py"), "--method", method]
     else:
-        args = peer_module(method).INPUTS
-        cmd = [python, str(HERE / f"peer_{method}.py"), "init"]
+        peer = peer_of(method)
+        args = peer_module(peer).INPUTS
+        cmd = [python, str(HERE / f"peer_{peer}.py"), "init", *VARIANTS.get(method, ("", []))[1]]
     for flag, key in args.items():
         cmd += [f"--{flag}", inputs[key]]
     return cmd + ["--out", str(out), "--threads", str(threads)]
@@ -177,7 +188,7 @@ def run_init(method: str, model: str, python: str, inputs: dict[str, str], work:
                 "process_s": round(time.perf_counter() - t0, 1)}
     info = json.loads((out / "info.json").read_text(encoding="utf-8"))
     info.update(table=str(out / "table.safetensors"), process_s=round(time.perf_counter() - t0, 1))
-    if method == "focus":  # FOCUS only logs how many rows it drew at random
+    if peer_of(method) == "focus":  # FOCUS only logs how many rows it drew at random
         import re
 
         found = re.search(r"Initialized (\d+) new tokens from N", text)
@@ -228,17 +239,21 @@ def run(methods: tuple[str, ...], settings: Settings = Settings(), pmmined: bool
     torch.set_num_threads(settings.threads)
     res = Results(settings, list(methods), started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine=_machine())
     pythons = {m: sys.executable for m in methods if m in OURS}
-    for name in (m for m in methods if m in PEERS):
-        res.venvs[name] = ensure_venv(name)
+    for method in methods:
+        name = peer_of(method)
+        if name is None:
+            continue
+        if name not in res.venvs:
+            res.venvs[name] = ensure_venv(name)
         if "python" in res.venvs[name]:
-            pythons[name] = res.venvs[name]["python"]
+            pythons[method] = res.venvs[name]["python"]
     print(f"inputs -> {work / 'inputs'}", flush=True)
     inputs = prepare_inputs(work)
     for method in methods:
         res.init[method] = {}
         for model in MODEL_SPECS:
             if method not in pythons:
-                res.init[method][model] = {"error": res.venvs[method]["error"]}
+                res.init[method][model] = {"error": res.venvs[peer_of(method)]["error"]}
                 continue
             print(f"init {method} / {model} ...", end=" ", flush=True)
             info = run_init(method, model, pythons[method], inputs[model], work, settings)
@@ -251,10 +266,10 @@ def run(methods: tuple[str, ...], settings: Settings = Settings(), pmmined: bool
         res.pmmined = peer_pmmined.compare()
     kits = {k: M.ModelKit(k, spec if spec.startswith("kit:") else str(ROOT / spec), task, kit_path("target_tokenizer"))
             for k, (spec, task) in MODEL_SPECS.items()}
-    pairs = load_dictionary(kit_path("dev_pairs"), src="en", tgt="nl")
+    pairs = load_dictionary(kit_path(f"{settings.split}_pairs"), src="en", tgt="nl")
     source_rows = {k: load_file(inputs[k]["source-table"])["embeddings"] for k in kits}
     print("retrieval set-up (original MiniLM) ...", flush=True)
-    setup = M.retrieval_setup(kits["minilm"], kit_path("parallel_dev"), settings.retrieval_n)
+    setup = M.retrieval_setup(kits["minilm"], kit_path(f"{settings.split}_parallel"), settings.retrieval_n)
     res.baseline_retrieval = {**setup.baseline, "sample": setup.counts}
     for method in methods:
         row: dict[str, Any] = {}

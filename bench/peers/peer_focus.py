@@ -49,6 +49,8 @@ def init(argv: list[str]) -> int:
     for name in ("source-model", "target-tokenizer", "source-table", "target-text", "out"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min-count", type=int, default=10, help="fasttext_model_min_count (package default 10)")
+    p.add_argument("--epochs", type=int, default=3, help="fasttext_model_epochs (package default 3)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,14 +65,16 @@ def init(argv: list[str]) -> int:
         t = time.perf_counter()
         table = FOCUS(target_tokenizer=target_tokenizer, source_tokenizer=source_tokenizer,
                       source_embeddings=source_embeddings, target_training_data_path=args.target_text,
-                      processes=args.threads, verbosity="info")                  # (V_t, D)
+                      processes=args.threads, fasttext_model_min_count=args.min_count,
+                      fasttext_model_epochs=args.epochs, verbosity="info")                  # (V_t, D)
         steps["FOCUS (fastText + init)"] = time.perf_counter() - t
     save_file({"embeddings": table.float().contiguous()}, str(out / "table.safetensors"))
     write_info(out, meter, steps={k: round(v, 3) for k, v in steps.items()},
                versions={p: version(p) for p in VERSIONS},
                counts={"target_tokens": len(target_tokenizer)},
                settings={"auxiliary_embedding_mode": "fasttext-tokenlevel", "processes": args.threads,
-                         "fasttext_model_epochs": 3, "fasttext_model_dim": 100, "fasttext_model_min_count": 10,
+                         "fasttext_model_epochs": args.epochs, "fasttext_model_dim": 100,
+                         "fasttext_model_min_count": args.min_count,
                          "exact_match_all": True, "match_symbols": False, "fuzzy_match_all": False, "seed": 42})
     return 0
 

@@ -61,7 +61,10 @@ def init(argv: list[str]) -> int:
                  "out"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min-count", type=int, default=5, help="fastText minCount (fastText's default 5)")
     args = p.parse_args(argv)
+    # train_embeddings fixes minn = maxn = 5 itself (passing them again is a TypeError)
+    fasttext_kwargs = {"thread": args.threads, "minCount": args.min_count}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = {}
@@ -74,10 +77,10 @@ def init(argv: list[str]) -> int:
         source_matrix = load_file(args.source_table)["embeddings"]                 # (V_s, D) float32
         steps["load inputs"] = time.perf_counter() - t
         t = time.perf_counter()
-        source_ft = train_embeddings(args.source_text, tokenize_fn=words, thread=args.threads)
+        source_ft = train_embeddings(args.source_text, tokenize_fn=words, **fasttext_kwargs)
         steps["fastText en"] = time.perf_counter() - t
         t = time.perf_counter()
-        target_ft = train_embeddings(args.target_text, tokenize_fn=words, thread=args.threads)
+        target_ft = train_embeddings(args.target_text, tokenize_fn=words, **fasttext_kwargs)
         steps["fastText nl"] = time.perf_counter() - t
         t = time.perf_counter()
         wechsel = WECHSEL(source_ft, target_ft, bilingual_dictionary=args.dictionary)
@@ -90,7 +93,7 @@ def init(argv: list[str]) -> int:
                versions={p: version(p) for p in VERSIONS},
                counts={"target_tokens": len(target_tokenizer), "not_found (random rows)": len(info.not_found),
                        "fastText words en": len(source_ft.get_words()), "fastText words nl": len(target_ft.get_words())},
-               settings={"tokenize_fn": _WORD.pattern, "thread": args.threads, "epochs": 20, "dim": 100,
+               settings={"tokenize_fn": _WORD.pattern, **fasttext_kwargs, "epochs": 20, "dim": 100,
                          "neighbors": 10, "temperature": 0.1, "use_subword_info": True})
     return 0
 

@@ -6,7 +6,8 @@ Usage (from the repository root; about 15 minutes on one free core, peer venvs b
 
 Prints the quality, cost and ratio tables, where ours is not ahead, the PM-MinED comparison and
 any peer that could not run (with its error), and writes the numbers to
-``bench/peers/results.json`` (and a copy under ``workspace/bench/peers/``). See README.md beside
+``bench/peers/results.json`` (``results-test.json`` with ``--split test``; a copy and the printed
+tables under ``workspace/bench/peers/``). See README.md beside
 this file for the design and the committed results.
 """
 
@@ -34,15 +35,18 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(common.ALL_METHODS), help="rows to run (tiktotok is the reference)")
     parser.add_argument("--no-pmmined", action="store_true", help="skip the PM-MinED comparison")
     parser.add_argument("--steps", type=int, default=common.Settings.steps, help="fine-tune steps")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON")
+    parser.add_argument("--split", choices=("dev", "test"), default="dev",
+                        help="held-out word pairs and sentences to score on (ours was tuned on dev)")
+    parser.add_argument("--out", type=Path, help="results JSON (default bench/peers/results[-test].json)")
     args = parser.parse_args(argv)
     methods = tuple(dict.fromkeys(["tiktotok", *args.methods]))
-    results = common.run(methods, common.Settings(steps=args.steps), pmmined=not args.no_pmmined)
+    results = common.run(methods, common.Settings(steps=args.steps, split=args.split), pmmined=not args.no_pmmined)
     text = table.render(results)
     print("\n" + text)
-    common.save(results, args.out)
-    common.save(results, common.WORK / "results.json")
-    (common.WORK / "table.md").write_text(text + "\n", encoding="utf-8")
+    suffix = "" if args.split == "dev" else f"-{args.split}"
+    common.save(results, args.out or HERE / f"results{suffix}.json")
+    common.save(results, common.WORK / f"results{suffix}.json")
+    (common.WORK / f"table{suffix}.md").write_text(text + "\n", encoding="utf-8")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 OURS = "tiktotok"
-PEERS = ("wechsel", "focus")
+PEERS = ("wechsel", "focus", "wechsel-mc1", "focus-mc1")
 QUALITY = [  # (key, header, higher is better)
     ("gpt2_p@1", "word P@1 (GPT-2 table)", True), ("gpt2_p@5", "word P@5 (GPT-2)", True),
     ("minilm_p@1", "word P@1 (MiniLM table)", True), ("minilm_p@5", "word P@5 (MiniLM)", True),
@@ -19,7 +19,8 @@ QUALITY = [  # (key, header, higher is better)
     ("loss_per_byte_final", "loss/byte after fine-tune", False)]
 COST = [("wall_s", "wall s", False), ("cpu_s", "CPU s", False), ("peak_rss_mib", "peak RSS MiB", False)]
 LABELS = {"tiktotok": "tiktotok (ours)", "wechsel": "WECHSEL 0.0.4", "focus": "FOCUS (deepfocus 1.0.1)",
-          "fvt": "FVT (ours, baseline)", "mean": "mean (ours, baseline)", "random": "random (ours, baseline)"}
+          "wechsel-mc1": "WECHSEL, fastText min count 1",
+          "focus-mc1": "FOCUS, fastText min count 1", "fvt": "FVT (ours, baseline)", "mean": "mean (ours, baseline)", "random": "random (ours, baseline)"}
 
 
 def _label(method: str) -> str:
@@ -70,7 +71,7 @@ def cost_table(res: dict[str, Any]) -> str:
 def ratio_table(res: dict[str, Any]) -> str:
     """Every metric as ``method / tiktotok``."""
     cols = [(k, h) for k, h, _ in QUALITY] + [(f"{m}:{k}", f"{h} ({m})") for m in ("gpt2", "minilm")
-                                              for k, h, _ in COST if k != "cpu_s"]
+                                              for k, h, _ in COST]
     lines = ["| method | " + " | ".join(h for _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
 
     def value(method: str, key: str) -> Any:
@@ -105,7 +106,7 @@ def verdicts(res: dict[str, Any]) -> list[str]:
     for model in ("gpt2", "minilm"):
         ours_c = res["init"].get(OURS, {}).get(model, {})
         for key, header, _ in COST:
-            if key == "cpu_s" or ours_c.get(key) is None:
+            if ours_c.get(key) is None:
                 continue
             # against the peers only: the mean/random/FVT baselines are cheaper by construction
             better = [(m, i[model][key]) for m, i in res["init"].items() if m in PEERS and model in i
@@ -128,11 +129,12 @@ def failures(res: dict[str, Any]) -> list[str]:
 def render(results: Any) -> str:
     res = results.to_dict() if hasattr(results, "to_dict") else results
     s = res["settings"]
+    split = s.get("split", "dev")
     parts = [f"Peer benchmark, {res['started']}, {res['machine']['cpus']} CPUs (load average "
              f"{res['machine']['load_avg_start']:.1f} at start, {res['machine'].get('load_avg_end', 0):.1f} at end), "
              f"one thread per process; whole run {res['wall_s']:.0f} s.", "",
-             "Quality (held-out dev splits: word pairs assets/dict/en-nl.dev.tsv, sentences "
-             f"assets/parallel/en-nl.dev.tsv n={s['retrieval_n']}, text assets/text/nl/valid.txt first "
+             f"Quality (held-out {split} splits: word pairs assets/dict/en-nl.{split}.tsv, sentences "
+             f"assets/parallel/en-nl.{split}.tsv n={s['retrieval_n']}, text assets/text/nl/valid.txt first "
              f"{s['max_eval_texts']} lines; fine-tune {s['steps']} steps x {s['batch_size']} x {s['block_size']} "
              f"tokens, lr {s['lr']}):", "", quality_table(res), "",
              "Cost of the initialisation (one process each, after imports; peak RSS includes the imports):", "",
