@@ -10,8 +10,15 @@ and batch 8, ``--tokens`` new tokens per prompt, best of ``--repeat`` runs:
 
 The ratio reported is host+delta / host (the delta's cost inside one loop) and host+delta / hf.
 
+The kit's hosts (5-7M parameters) are tiny beside any real LLM, so their per-step framework
+overhead and cache footprint make a delta look expensive. ``--hosts gpt2-small`` swaps them for
+random-weight hosts of GPT-2-small shape (12 layers x 768, ~100M parameters: speed does not
+depend on the weights) on the same two tokenizers, to show the overhead at a realistic
+host/delta size ratio.
+
 Usage:
     python bench/bench_generate.py                          # kit models, a fresh tiny delta
+    python bench/bench_generate.py --delta D --hosts gpt2-small   # the delta beside ~100M-parameter hosts
     python bench/bench_generate.py --delta runs/kjv/delta   # a trained delta
     python bench/bench_generate.py --json out.json --threads 1
 """
@@ -42,6 +49,20 @@ def _fresh_delta(template, tokenizer, preset: str):
     delta, _ = build_delta(template, tokenizer, preset, seed=0)
     torch.nn.init.normal_(delta.get_output_embeddings().weight, std=0.02)  # a trained delta is not zero
     return delta.eval()
+
+
+def small_hosts(tokenizer, other_tokenizer):
+    """Random-weight hosts of GPT-2-small shape on the kit's two tokenizers (same vocabulary sizes)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=12, n_embd=768, n_head=12, n_positions=1024,
+                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(other_tokenizer), hidden_size=768, intermediate_size=2048,
+                                         num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
+                                         max_position_embeddings=1024, bos_token_id=other_tokenizer.bos_token_id,
+                                         eos_token_id=other_tokenizer.eos_token_id))
+    return gpt2, llama
 
 
 def bench_case(name: str, pair: CmcPair, prompts: list[str], tokens: int, repeat: int,
@@ -91,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--other-host", default=str(ROOT / "assets/models/tiny-en-llama"), help="host with another vocabulary")
     parser.add_argument("--delta", help="trained delta folder (default: a fresh delta of --preset)")
     parser.add_argument("--preset", default="tiny", help="preset of the fresh delta (default tiny)")
+    parser.add_argument("--hosts", choices=["kit", "gpt2-small"], default="kit",
+                        help="the kit's tiny hosts, or random-weight ~100M-parameter hosts on the same tokenizers")
     parser.add_argument("--tokens", type=int, default=48, help="new tokens per prompt (default 48)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, best kept (default 3)")
     parser.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         delta, dtok, _ = load_delta(args.delta)
     else:
         delta, dtok = _fresh_delta(template, ttok, args.preset), ttok
+    if args.hosts == "gpt2-small":
+        template, other = small_hosts(ttok, otok)
     device = torch.device(args.device)
     for model in (template, other, delta):
         model.to(device).float().eval()
