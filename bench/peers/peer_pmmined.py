@@ -74,7 +74,7 @@ def compare(host_dir: str = HOST, delta_dir: str = DELTA, repeat: int = 3) -> di
 
 def render(r: dict[str, Any]) -> str:
     n = r["host_tokens"]
-    lines = [f"PM-MinED, host {r['host']} -> delta {r['delta']}, every host token (CPU s, wall s in brackets):", "",
+    lines = [f"PM-MinED, host {r['host']} -> delta {r['delta']}, every host token, one thread:", "",
              "| builder | CPU s | wall s | same delta token as the literal rule | unmatched | x faster than literal (CPU) |",
              "|---|---:|---:|---:|---:|---:|"]
     for label, key, agree, un in (("literal CMC loop (bench/pmmined_literal.py)", "literal", n, "literal"),
@@ -85,7 +85,7 @@ def render(r: dict[str, Any]) -> str:
                      f"{r['unmatched'][un]:,} | {r['literal_cpu_s'] / cpu:,.0f} |")
     if r["default_vs_literal_examples"]:
         lines += ["", "default vs literal, first differences (host token: literal -> ours default): " + "; ".join(
-            f"{h!r}: {lit!r} -> {ours!r}" for h, lit, ours in r["default_vs_literal_examples"])]
+            f"`{h!r}`: `{lit!r}` -> `{ours!r}`" for h, lit, ours in r["default_vs_literal_examples"])]
     return "\n".join(lines)
 
 

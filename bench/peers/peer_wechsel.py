@@ -47,6 +47,7 @@ def words(text: str) -> list[str]:
 
 def init(argv: list[str]) -> int:
     """The venv side: run WECHSEL and write its table (see the module docstring)."""
+    import time
     from importlib.metadata import version
 
     import numpy as np
@@ -68,8 +69,6 @@ def init(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = {}
-    import time
-
     with Meter() as meter:
         t = time.perf_counter()
         source_tokenizer = AutoTokenizer.from_pretrained(args.source_model)

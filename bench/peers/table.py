@@ -139,7 +139,7 @@ def render(results: Any) -> str:
              f"tokens, lr {s['lr']}):", "", quality_table(res), "",
              "Cost of the initialisation (one process each, after imports; peak RSS includes the imports):", "",
              cost_table(res), "", "Ratios to ours (method / tiktotok; >1 is better for P@k and retrieval, "
-             "worse for loss, time, memory):", "", ratio_table(res), "", "Where ours is not ahead:", "",
+             "worse for loss, time, memory):", "", ratio_table(res), "", "Ours against every other row (where it is not ahead, it says so):", "",
              *verdicts(res)]
     checks = {k: v for k, v in res["metrics"].get(OURS, {}).items() if "convert_check" in k}
     if checks:
