@@ -4,7 +4,8 @@ Goal (issue 6): host + delta ≥ 0.8× the host alone. Three figures per case, g
 and batch 8, ``--tokens`` new tokens per prompt, best of ``--repeat`` runs:
 
 * ``hf``          — ``host.generate`` (transformers), the plain baseline;
-* ``host``        — our decoding loop without a delta (α = 0: the delta is not run at all);
+* ``host``        — our decoding loop without a delta (α = 0: the delta is not run at all; plain
+                    GPT-2/Llama hosts run the lean cached forward of :mod:`tokmap_ui.cmc.fastlm`);
 * ``host+delta``  — our loop with the delta: same vocabulary (template = host), and another
                     vocabulary through PM-MinED (trailing-window re-encode and rollback).
 

@@ -52,6 +52,8 @@ def test_unmapped_host_tokens_get_a_neutral_zero_shift():
     assert shift.shift(delta).tolist() == [[3.0, 0.0, -2.0, 0.0, 0.0]]
     raw = DeltaShift.from_index(index, host_size=5, delta_real=3, centre=Centre.NONE)
     assert raw.shift(delta).tolist() == [[6.0, 0.0, 1.0, 0.0, 0.0]]
+    full = DeltaShift.from_index(torch.tensor([2, 1, 0]), host_size=3, delta_real=3)  # every host token mapped
+    assert full.shift(delta).tolist() == [[3.0, -1.0, -2.0]]
 
 
 def test_index_from_token_map_and_weighted_maps():

@@ -155,6 +155,8 @@ class DeltaShift:
     def shift(self, delta_logits: torch.Tensor) -> torch.Tensor:
         """The delta's shift in host space, ``(B, host_size)`` float32; 0 where unmapped."""
         d = self.centred(delta_logits)                                            # (B, Vd)
+        if self.index is not None and self.n_mapped == len(self.index) == self.host_size:
+            return d.index_select(1, self.gather.to(d.device))                  # every host token mapped: one gather
         out = d.new_zeros(d.shape[0], self.host_size)                             # (B, Vh)
         if self.index is not None:
             n = len(self.index)
