@@ -46,12 +46,19 @@ MIN_CHARS = {"en": 20, "nl": 20, "fy": 4}
 
 # ----------------------------------------------------------------------------- parallel
 
+PARALLEL_TRAIN = 20_000  # en-nl training pairs for token alignment (about 3.5 MB)
+
+
 def _segment_ok(text: str) -> bool:
     return 0 < len(text) <= MAX_SEGMENT_CHARS and letter_ratio(text) >= 0.6 and "\t" not in text
 
 
 def build_parallel(data: Path, assets: Path) -> dict:
-    """Write ``assets/parallel/{en-nl,fy-en}.{dev,test}.tsv``; return counts."""
+    """Write ``assets/parallel/{en-nl,fy-en}.{dev,test}.tsv`` and ``en-nl.train.tsv``; return counts.
+
+    The train split (for ``map --parallel``) is the next ``PARALLEL_TRAIN`` pairs of the same
+    shuffled, de-duplicated list: disjoint from dev and test by normalised text.
+    """
     out = assets / "parallel"
     info = {}
     _, rows = read_tsv(data / "parallel" / "en-nl.libreoffice-help.tsv")
@@ -67,6 +74,7 @@ def build_parallel(data: Path, assets: Path) -> dict:
     rng_for("parallel-en-nl").shuffle(pairs)
     info["en-nl.dev.tsv"] = write_tsv(out / "en-nl.dev.tsv", ["en", "nl"], pairs[:1000])
     info["en-nl.test.tsv"] = write_tsv(out / "en-nl.test.tsv", ["en", "nl"], pairs[1000:2000])
+    info["en-nl.train.tsv"] = write_tsv(out / "en-nl.train.tsv", ["en", "nl"], pairs[2000:2000 + PARALLEL_TRAIN])
     info["en-nl candidates"] = len(pairs)
 
     _, rows = read_tsv(data / "parallel" / "fy-nl-en.firefox-ui.tsv")
@@ -87,9 +95,9 @@ def build_parallel(data: Path, assets: Path) -> dict:
 
 
 def heldout_keys(assets: Path) -> dict[str, set[str]]:
-    """Keys of every parallel evaluation segment, per language, read back from ``assets/parallel``."""
+    """Keys of every parallel evaluation segment (dev and test), per language, read back from ``assets/parallel``."""
     keys: dict[str, set[str]] = {"en": set(), "nl": set(), "fy": set()}
-    for path in sorted((assets / "parallel").glob("*.tsv")):
+    for path in sorted(p for p in (assets / "parallel").glob("*.tsv") if p.name.endswith((".dev.tsv", ".test.tsv"))):
         # The kit's TSVs are plain (split on tabs; a field may start with a quote), not csv-quoted.
         header, *rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
         for row in rows:

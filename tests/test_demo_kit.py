@@ -210,6 +210,7 @@ def test_held_out_dictionary_splits_are_disjoint_by_headword(dicts):
 
 def test_parallel_slices_have_the_promised_shape(kit):
     shapes = {"en-nl.dev": (["en", "nl"], 1000), "en-nl.test": (["en", "nl"], 1000),
+              "en-nl.train": (["en", "nl"], 20_000),
               "fy-en.dev": (["fy", "nl", "en"], 330), "fy-en.test": (["fy", "nl", "en"], 330)}
     seen: dict[str, set[str]] = {}
     for name, (columns, count) in shapes.items():
@@ -219,6 +220,7 @@ def test_parallel_slices_have_the_promised_shape(kit):
         assert all(len(r[header.index("en")].split()) >= 3 for r in rows), name
         seen[name] = {_key(r[header.index("en")]) for r in rows}
     assert not seen["en-nl.dev"] & seen["en-nl.test"] and not seen["fy-en.dev"] & seen["fy-en.test"]
+    assert not seen["en-nl.train"] & (seen["en-nl.dev"] | seen["en-nl.test"])  # alignment never sees eval segments
 
 
 def test_text_splits_are_disjoint_and_exclude_parallel_eval_segments(kit):
@@ -230,7 +232,7 @@ def test_text_splits_are_disjoint_and_exclude_parallel_eval_segments(kit):
             for b in names[i + 1:]:
                 assert not lines[a] & lines[b], (a, b)
     held: dict[str, set[str]] = {"en": set(), "nl": set(), "fy": set()}
-    for path in kit.parallel.values():
+    for path in (p for name, p in kit.parallel.items() if name.endswith((".dev", ".test"))):
         header, rows = _tsv(path)
         for row in rows:
             for lang, text in zip(header, row):

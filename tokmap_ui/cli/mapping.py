@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text-src", help="monolingual source-language text, one line per paragraph, for the subword "
                                       "space (optional; on the demo kit it made the map worse, see tiktotok.py)")
     p.add_argument("--text-tgt", help="monolingual target-language text (optional, as --text-src)")
+    p.add_argument("--parallel", metavar="TSV", help="parallel text with a header row (tiktotok, optional): tokens "
+                                                     "aligned in it (IBM Model 1) take their aligned sources")
+    p.add_argument("--parallel-src-col", default="en", help="--parallel column of source-language text (default en)")
+    p.add_argument("--parallel-tgt-col", default="nl", help="--parallel column of target-language text (default nl)")
     p.add_argument("--method", choices=[m.value for m in MapMethod], default=mc.method.value,
                    help="mapping method (default: tiktotok)")
     p.add_argument("--top-k", type=int, default=mc.top_k, help=f"neighbours per unreached token (default {mc.top_k})")
@@ -140,6 +144,14 @@ def run_map(args: argparse.Namespace) -> int:
         texts["source_text"] = read_text_lines(args.text_src, "source-language text")
     if args.text_tgt:
         texts["target_text"] = read_text_lines(args.text_tgt, "target-language text")
+    if args.parallel:
+        from tokmap_ui.io.parallel import load_parallel_tsv
+
+        if config.method.value != "tiktotok":
+            raise ConfigError(f"--parallel is used by the tiktotok method only, not {config.method.value}. "
+                              "Fix: drop --parallel or use --method tiktotok.")
+        parallel = load_parallel_tsv(args.parallel, args.parallel_src_col, args.parallel_tgt_col)
+        texts["parallel"] = (parallel.src, parallel.tgt)
     source = Vocabulary.from_tokenizer(source_tokenizer)
     target = Vocabulary.from_tokenizer(target_tokenizer)
     cache = None if args.no_cache else ArrayCache(args.cache_dir)

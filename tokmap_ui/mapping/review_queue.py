@@ -32,7 +32,7 @@ from tokmap_ui.mapping.tokenmap import MapEntry
 
 # 0 = certain .. 1 = a guess. Manual entries were chosen by a person.
 METHOD_RANK: dict[str, float] = {
-    "special": 0.0, "identical": 0.0, "manual": 0.0, "exact": 0.1, "byte": 0.1, "dictionary": 0.3,
+    "special": 0.0, "identical": 0.0, "manual": 0.0, "exact": 0.1, "byte": 0.1, "dictionary": 0.3, "aligned": 0.3,
     "pm-mined": 0.5, "neighbour": 0.6, "fvt": 0.7, "fallback": 0.8, "mean": 0.9, "random": 1.0, "unmapped": 1.0,
 }
 LOW_CONFIDENCE = 0.5  # uncertainty at or above this counts as "low confidence"

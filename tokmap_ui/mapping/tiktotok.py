@@ -19,7 +19,11 @@ The steps, each recorded as the entry's ``method`` with its ``evidence`` (resear
 5. ``neighbour``: the ``top_k`` nearest source tokens in the joint bilingual subword space
    (:mod:`tokmap_ui.mapping.subword_space`, learnt from the pairs and optional monolingual text),
    weighted ``softmax(sim / temperature)``;
-6. ``fvt`` (the source tokenizer's split of the token's text), then ``mean``.
+6. ``fvt`` (the source tokenizer's split of the token's text), then ``mean``;
+7. ``aligned`` (only with parallel text): every non-special token seen at least
+   ``align_min_count`` times in IBM Model 1 token alignments of the parallel segments
+   (:mod:`tokmap_ui.mapping.alignment`) takes its ``align_top_k`` aligned source tokens instead,
+   weighted by expected counts: seen in context beside its translation beats every step above.
 
 Defaults were chosen on the demo kit's dev splits (MiniLM -> nl-bpe, FreeDict en-nl). The two
 measures disagree: held-out word translation P@1 prefers broad entries (50 sources, counts
@@ -29,6 +33,10 @@ P@1 0.54 against 0.33, word P@1 0.17 against 0.31). The defaults are the sharp o
 settings beat every baseline on both measures. Of the subword spaces, PPMI-SVD on the dictionary
 alone won (dev retrieval P@1 0.54; n-gram Procrustes 0.41; PPMI-SVD with code-switched kit text
 0.30; no neighbour step, FVT instead, 0.42), so monolingual text is optional and off by default.
+Parallel text is the strongest evidence when there is some: with the kit's 20k LibreOffice
+pairs (``map --parallel assets/parallel/en-nl.train.tsv``; disjoint from the evaluation
+segments, same domain) the aligned step takes 7.4k of 16k tokens and converted-MiniLM retrieval
+P@1 rises from 0.54 to 0.94 (dev) and from 0.55 to 0.95 (test); word P@1 stays 0.16.
 
 Weights are normalised per entry. Bad input raises :class:`~tokmap_ui.errors.DictionaryError`
 (empty dictionary, one in the wrong direction, none of it tokenisable); harmless oddities
@@ -111,6 +119,14 @@ class MappingConfig:
     """Map tokens the dictionary reaches directly; False sends them through the subword space too (ablation)."""
     check_direction: bool = True
     """Refuse a dictionary whose sides fit the other tokenizer better (swapped columns)."""
+    align_min_count: float = 3.0
+    """Parallel text only: a token aligned at least this often (expected count) takes its aligned sources."""
+    align_top_k: int = 3
+    """Parallel text only: aligned source tokens kept per entry (shares below align_min_share dropped)."""
+    align_min_share: float = 0.05
+    """Parallel text only: least share of a token's alignments a kept source must have."""
+    align_iterations: int = 5
+    """Parallel text only: IBM Model 1 EM iterations."""
     seed: int = 0
     """Seed of code-switching and the SVD."""
 
@@ -121,7 +137,9 @@ class MappingConfig:
                   (self.max_sources >= 1, "max_sources must be ≥ 1"), (self.space_dim >= 2, "space_dim must be ≥ 2"),
                   (0 <= self.in_order_share <= 1, "in_order_share must be in [0, 1]"),
                   (0 <= self.code_switch_rate <= 1, "code_switch_rate must be in [0, 1]"),
-                  (self.text_window >= 1, "text_window must be ≥ 1"), (self.association >= 0, "association must be ≥ 0")]
+                  (self.text_window >= 1, "text_window must be ≥ 1"), (self.association >= 0, "association must be ≥ 0"),
+                  (self.align_top_k >= 1, "align_top_k must be ≥ 1"),
+                  (self.align_iterations >= 1, "align_iterations must be ≥ 1")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -168,7 +186,8 @@ def text_sequences(dictionary: Dictionary, source_tokenizer: Any, target_tokeniz
 def run_tiktotok(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dictionary | None,
                  config: MappingConfig = MappingConfig(), *, source: Vocabulary | None = None,
                  target: Vocabulary | None = None, source_text: Sequence[str] = (),
-                 target_text: Sequence[str] = (), cache: Any = None) -> MappingRun:
+                 target_text: Sequence[str] = (), cache: Any = None,
+                 parallel: tuple[Sequence[str], Sequence[str]] | None = None) -> MappingRun:
     """Build a Tik-to-Tok map; see the module docstring for the steps.
 
     Args:
@@ -179,6 +198,8 @@ def run_tiktotok(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dicti
         source, target: :class:`Vocabulary` views (built when None).
         source_text, target_text: monolingual lines for the subword space (optional).
         cache: an :class:`~tokmap_ui.io.cache.ArrayCache` for the subword space, or None.
+        parallel: ``(source-language segments, target-language segments)``, aligned pairs, for the
+            ``aligned`` step (optional).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -233,6 +254,16 @@ def run_tiktotok(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dicti
     entries = _assemble(target, source, source_tokenizer, dictionary, found, weights, specials, identical,
                         todo, ids, sims, space.target_has, config)
     lap("fallback+entries")
+    n_aligned = None
+    if parallel is not None:
+        from tokmap_ui.mapping.alignment import align_tokens, aligned_entries, tokenize_segments
+
+        table = align_tokens(tokenize_segments(source_tokenizer, parallel[0]),
+                             tokenize_segments(target_tokenizer, parallel[1]), len(source), len(target),
+                             iterations=config.align_iterations)
+        entries, n_aligned = aligned_entries(entries, table, config.align_min_count, config.align_top_k,
+                                             config.align_min_share)
+        lap("aligned")
     stats_note = [f"{found.skipped:,} of {len(dictionary.pairs):,} dictionary pairs could not be tokenised"] \
         if found.skipped else []
     token_map = TokenMap(MapMethod.TIKTOTOK.value, VocabRef.of(target), VocabRef.of(source), config.to_params(),
@@ -240,6 +271,8 @@ def run_tiktotok(source_tokenizer: Any, target_tokenizer: Any, dictionary: Dicti
     token_map.stats["notes"] = notes + stats_note
     token_map.stats["dictionary"] = {"pairs": len(dictionary.pairs), "pairs_used": found.used,
                                      "targets_reached": int(reached.sum())}
+    if n_aligned is not None:
+        token_map.stats["parallel"] = {"segments": len(parallel[0]), "targets_aligned": n_aligned}
     lap("tokenmap")
     return MappingRun(token_map, timings, notes + stats_note)
 

@@ -48,6 +48,7 @@ class EntryMethod(str, Enum):
     IDENTICAL = "identical"    # the same string exists in the source vocabulary
     EXACT = "exact"            # exact string match (PM-MinED)
     DICTIONARY = "dictionary"  # reached through a bilingual dictionary pair
+    ALIGNED = "aligned"        # aligned to source tokens in parallel text (IBM Model 1)
     NEIGHBOUR = "neighbour"    # nearest source tokens in a joint subword space
     FALLBACK = "fallback"      # some last-resort rule
     FVT = "fvt"                # decomposed with the source tokenizer (fast vocabulary transfer)

@@ -218,7 +218,7 @@ class ReviewPanel:
                     status = gr.CheckboxGroup(list(STATUSES), label="Status", scale=3)
                     backed = gr.Radio(["any", "yes", "no"], value="any", label="Dictionary-backed", scale=2)
                 with gr.Row():
-                    method = gr.Dropdown(["special", "identical", "dictionary", "neighbour", "fvt", "mean",
+                    method = gr.Dropdown(["special", "identical", "dictionary", "aligned", "neighbour", "fvt", "mean",
                                           "random", "unmapped", "manual", "pm-mined", "exact", "byte"],
                                          multiselect=True, label="Method", scale=3)
                     low = gr.Checkbox(label="Low confidence only", scale=1)
