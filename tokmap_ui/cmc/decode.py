@@ -4,10 +4,10 @@ Each step scores the host's next token with ``log_softmax(host) + α·(delta[map
 (:mod:`tokmap_ui.cmc.combine`), picks one (greedy at temperature 0, else temperature / top-k /
 top-p sampling from a seeded generator — the CMC reference silently decodes greedily), and feeds
 it back. Both models keep their KV cache (:class:`~tokmap_ui.cmc.runner.CachedLM`; plain GPT-2 and
-Llama models run the lean forward of :mod:`tokmap_ui.cmc.fastlm`: 1.1-1.6x the tokens/s of ``generate``). A delta with
-the host's vocabulary reads the host's ids; one with another vocabulary reads the host's *text*
-re-tokenised, where only a trailing window is re-encoded and rolled back
-(:mod:`tokmap_ui.cmc.sync`).
+Llama models run the lean forward of :mod:`tokmap_ui.cmc.fastlm`: 1.04-1.7x the tokens/s of
+``generate`` in ``bench/bench_generate.py``). A delta with the host's vocabulary reads the
+host's ids; one with another vocabulary reads the host's *text* re-tokenised, where only a
+trailing window is re-encoded and rolled back (:mod:`tokmap_ui.cmc.sync`).
 
 α = 0 (or no delta) reproduces the host exactly: the same tokens as ``host.generate`` greedy.
 
